@@ -1,0 +1,142 @@
+"""Settings for every hotline service, in one place.
+
+Layers, later ones win: built-in defaults -> YAML config file -> ``HOTLINE_*``
+environment variables -> command-line options. Everything is validated when a
+program starts; :func:`load_settings` turns any problem into one
+:class:`SettingsError` line that names the setting, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "HOTLINE_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line meant for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    # Stores. None means "start embedded servers in data_dir".
+    database_url: Optional[str] = None
+    redis_url: Optional[str] = None
+    data_dir: Path = Path("hotline-data")
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=120)
+
+    # Asterisk Manager Interface (our services are the client).
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_username: str = "hotline"
+    ami_secret: str = "hotline"
+    ami_action_timeout_s: float = Field(5.0, gt=0, le=120)
+    ami_ping_interval_s: float = Field(10.0, gt=0, le=600)
+
+    # FastAGI server of the IVR (Asterisk connects to it).
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=1, le=65535)
+
+    # CTI HTTP service: agent desktop, wallboard, API, metrics.
+    cti_host: str = "127.0.0.1"
+    cti_port: int = Field(8080, ge=1, le=65535)
+
+    # ACD behaviour.
+    ring_timeout_s: int = Field(15, ge=3, le=120)
+    wrapup_s: float = Field(5.0, ge=0, le=3600)
+    default_queue: str = "general"
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql:// (or postgres://)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    @field_validator("default_queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not value or not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("must be letters, digits, '-' or '_'")
+        return value
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"config file {path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: must be a mapping of setting: value")
+    known = set(Settings.model_fields)
+    for key in data:
+        if key not in known:
+            raise SettingsError(f"config file {path}: unknown setting '{key}'")
+    return data
+
+
+def _describe(error: dict[str, Any], from_env: set[str]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    source = ENV_PREFIX + field.upper() if field.upper() in from_env else field
+    message = error.get("msg", "invalid value").removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        return f"setting {source}: unknown setting"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"setting {source}: {message}{shown}"
+
+
+def load_settings(config_file: Optional[Path] = None, **overrides: Any) -> Settings:
+    """Build the settings from all layers, or raise SettingsError with one line."""
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = Path(os.environ[CONFIG_ENV])
+    file_values = _read_config_file(config_file) if config_file else {}
+    from_env = {
+        name[len(ENV_PREFIX):]
+        for name in os.environ
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV
+    }
+    known_env = {name.upper() for name in Settings.model_fields}
+    for name in sorted(from_env - known_env):
+        raise SettingsError(f"setting {ENV_PREFIX}{name}: unknown setting")
+    # Environment beats the file: drop file keys that the environment sets.
+    file_values = {k: v for k, v in file_values.items() if k.upper() not in from_env}
+    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc.errors()[0], from_env)) from None
