@@ -38,17 +38,18 @@ class Settings(BaseSettings):
     ami_host: str = "127.0.0.1"
     ami_port: int = Field(5038, ge=1, le=65535)
     ami_username: str = "hotline"
-    ami_secret: str = "hotline"
+    # No default: it must match manager.conf. The demo takes it from the shipped manager.conf.
+    ami_secret: Optional[str] = None
     ami_action_timeout_s: float = Field(5.0, gt=0, le=120)
     ami_ping_interval_s: float = Field(10.0, gt=0, le=600)
 
     # FastAGI server of the IVR (Asterisk connects to it).
     agi_host: str = "127.0.0.1"
-    agi_port: int = Field(4573, ge=1, le=65535)
+    agi_port: int = Field(4573, ge=0, le=65535)          # 0: any free port (tests)
 
     # CTI HTTP service: agent desktop, wallboard, API, metrics.
     cti_host: str = "127.0.0.1"
-    cti_port: int = Field(8080, ge=1, le=65535)
+    cti_port: int = Field(8080, ge=0, le=65535)
 
     # ACD behaviour.
     ring_timeout_s: int = Field(15, ge=3, le=120)

@@ -1,0 +1,147 @@
+"""Agents: their skills, and the state machine of their availability, kept in Redis.
+
+Every transition is checked against :data:`TRANSITIONS` and written to the outbox, from
+which it reaches PostgreSQL's ``agent_states`` table (occupancy and time-in-state reports).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from redis.asyncio import Redis
+
+from hotline.keys import Keys
+from hotline.model import AgentState, valid_name
+
+__all__ = ["Agent", "AgentDirectory", "AgentError", "TRANSITIONS"]
+
+log = logging.getLogger(__name__)
+
+S = AgentState
+# Which state may follow which. Anything else is refused (and logged), never silently applied.
+TRANSITIONS: dict[AgentState, set[AgentState]] = {
+    S.LOGGED_OUT: {S.READY, S.NOT_READY},
+    S.READY: {S.RESERVED, S.NOT_READY, S.LOGGED_OUT},
+    S.RESERVED: {S.ON_CALL, S.READY, S.NOT_READY, S.LOGGED_OUT},
+    S.ON_CALL: {S.WRAPUP, S.LOGGED_OUT},
+    S.WRAPUP: {S.READY, S.NOT_READY, S.LOGGED_OUT},
+    S.NOT_READY: {S.READY, S.LOGGED_OUT, S.NOT_READY},
+}
+
+
+class AgentError(ValueError):
+    pass
+
+
+@dataclass
+class Agent:
+    id: str
+    name: str
+    team: str = "default"
+    skills: dict[str, int] = field(default_factory=dict)
+    state: AgentState = AgentState.LOGGED_OUT
+    state_since: float = 0.0
+    reason: str = ""
+    call: str = ""
+
+    def can_serve(self, required: dict[str, int]) -> bool:
+        return all(self.skills.get(skill, 0) >= level for skill, level in required.items())
+
+    def to_redis(self) -> dict[str, str]:
+        return {"name": self.name, "team": self.team, "skills": json.dumps(self.skills),
+                "state": self.state.value, "state_since": repr(self.state_since),
+                "reason": self.reason, "call": self.call}
+
+    @classmethod
+    def from_redis(cls, agent_id: str, data: dict[str, str]) -> "Agent":
+        return cls(agent_id, data.get("name", agent_id), data.get("team", "default"),
+                   json.loads(data.get("skills") or "{}"), AgentState(data.get("state", "logged_out")),
+                   float(data.get("state_since") or 0), data.get("reason", ""), data.get("call", ""))
+
+
+def outbox_row(kind: str, **fields: Any) -> str:
+    return json.dumps({"kind": kind, **fields}, ensure_ascii=False)
+
+
+class AgentDirectory:
+    """Agents as Redis holds them; the ACD keeps an in-memory copy for fast routing."""
+
+    def __init__(self, redis: Redis, *, clock=time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.agents: dict[str, Agent] = {}
+
+    async def load(self) -> None:
+        ids = await self.redis.smembers(Keys.agents)
+        self.agents = {}
+        for agent_id in ids:
+            data = await self.redis.hgetall(Keys.agent(agent_id))
+            if data:
+                self.agents[agent_id] = Agent.from_redis(agent_id, data)
+
+    async def upsert(self, agent_id: str, name: str, team: str, skills: dict[str, int]) -> Agent:
+        if not valid_name(agent_id) or not agent_id.isdigit():
+            raise AgentError(f"agent id must be the agent's numeric extension, got {agent_id!r}")
+        agent = self.agents.get(agent_id) or Agent(agent_id, name, state_since=self.clock())
+        agent.name, agent.team, agent.skills = name, team, dict(skills)
+        self.agents[agent_id] = agent
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(Keys.agents, agent_id)
+            pipe.hset(Keys.agent(agent_id), mapping=agent.to_redis())
+            pipe.rpush(Keys.outbox, outbox_row("agent", id=agent_id, name=name, team=team, skills=skills))
+            await pipe.execute()
+        return agent
+
+    def get(self, agent_id: str) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise AgentError(f"unknown agent {agent_id!r}")
+        return agent
+
+    async def transition(self, agent_id: str, new: AgentState, *, reason: str = "", call: str = "",
+                         pipe=None) -> Agent:
+        """Move an agent to ``new`` if the state machine allows it; log it to the outbox."""
+        agent = self.get(agent_id)
+        if new not in TRANSITIONS[agent.state] and new != agent.state:
+            raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
+        now = self.clock()
+        agent.state, agent.state_since, agent.reason, agent.call = new, now, reason, call
+        own = pipe is None
+        if own:
+            pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(Keys.agent(agent_id), mapping={
+            "state": new.value, "state_since": repr(now), "reason": reason, "call": call})
+        if new == AgentState.READY:
+            pipe.zadd(Keys.ready, {agent_id: now})
+        else:
+            pipe.zrem(Keys.ready, agent_id)
+        pipe.rpush(Keys.outbox, outbox_row(
+            "agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
+            reason=reason or None, call_uniqueid=call or None, at=now))
+        pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent_id, "state": new.value,
+                                              "reason": reason, "call": call, "at": now}))
+        if own:
+            await pipe.execute()
+            await pipe.reset()
+        log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
+        return agent
+
+    async def record_claimed(self, agent: Agent) -> None:
+        """The routing script reserved this agent in Redis; keep its history complete."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(Keys.outbox, outbox_row(
+                "agent_state", event_id=str(uuid.uuid4()), agent_id=agent.id, state=agent.state.value,
+                reason=None, call_uniqueid=agent.call or None, at=agent.state_since))
+            pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent.id, "state": agent.state.value,
+                                                  "reason": "", "call": agent.call, "at": agent.state_since}))
+            await pipe.execute()
+
+    def ready_agents(self) -> list[Agent]:
+        """Ready agents, longest idle first."""
+        ready = [a for a in self.agents.values() if a.state == AgentState.READY]
+        ready.sort(key=lambda a: a.state_since)
+        return ready

@@ -1,0 +1,124 @@
+"""The hotline's domain terms, defined once: call outcome, agent state, skills, call record."""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+__all__ = [
+    "AbandonedIn", "AgentState", "CallOutcome", "CallRecord", "SkillError",
+    "format_skills", "parse_skills", "valid_name",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class CallOutcome(str, enum.Enum):
+    ANSWERED = "answered"            # an agent answered
+    ABANDONED = "abandoned"          # the caller hung up before an agent answered
+    IVR_COMPLETED = "ivr_completed"  # the IVR served the caller and ended the call itself
+
+
+class AbandonedIn(str, enum.Enum):
+    IVR = "ivr"
+    QUEUE = "queue"
+    RINGING = "ringing"              # while an agent's phone was ringing
+
+
+class AgentState(str, enum.Enum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    RESERVED = "reserved"            # chosen for a call, phone ringing
+    ON_CALL = "on_call"
+    WRAPUP = "wrapup"
+    NOT_READY = "not_ready"
+
+
+class SkillError(ValueError):
+    pass
+
+
+def valid_name(value: str) -> bool:
+    """Queue, skill and agent names: letters, digits, '-' and '_' only (they reach AMI and SQL)."""
+    return bool(_NAME.match(value))
+
+
+# Skills travel through dialplan variables and UserEvent arguments, where Asterisk splits
+# on commas: so the list separator is '+', as in "mandarin:1+enterprise:3".
+SKILL_SEPARATOR = "+"
+
+
+def parse_skills(text: str) -> dict[str, int]:
+    """Parse ``"mandarin:1+enterprise:3"`` (a bare name means level 1; ',' also accepted)."""
+    skills: dict[str, int] = {}
+    for part in re.split(r"[+,]", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, level = part.partition(":")
+        name = name.strip()
+        if not valid_name(name):
+            raise SkillError(f"bad skill name {name!r}")
+        try:
+            value = int(level) if level.strip() else 1
+        except ValueError:
+            raise SkillError(f"bad level for skill {name!r}: {level!r}") from None
+        if not 1 <= value <= 10:
+            raise SkillError(f"level for skill {name!r} must be 1..10, got {value}")
+        skills[name] = value
+    return skills
+
+
+def format_skills(skills: dict[str, int]) -> str:
+    return SKILL_SEPARATOR.join(f"{name}:{level}" for name, level in sorted(skills.items()))
+
+
+@dataclass
+class CallRecord:
+    """What PostgreSQL keeps of one inbound call (table ``calls``)."""
+
+    uniqueid: str
+    arrived_at: float                      # epoch seconds
+    ended_at: float
+    outcome: CallOutcome
+    linkedid: Optional[str] = None
+    line: str = "main"
+    caller_id: Optional[str] = None
+    queued_at: Optional[float] = None
+    answered_at: Optional[float] = None
+    queue: Optional[str] = None
+    agent: Optional[str] = None
+    abandoned_in: Optional[AbandonedIn] = None
+    hangup_cause: Optional[int] = None
+    ring_attempts: int = 0
+    priority: int = 0
+    skills: Optional[str] = None
+    ivr_path: Optional[Any] = field(default=None)
+
+    @property
+    def wait_s(self) -> Optional[float]:
+        if self.queued_at is None:
+            return None
+        end = self.answered_at if self.answered_at is not None else self.ended_at
+        return max(0.0, end - self.queued_at)
+
+    @property
+    def talk_s(self) -> Optional[float]:
+        if self.answered_at is None:
+            return None
+        return max(0.0, self.ended_at - self.answered_at)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["abandoned_in"] = self.abandoned_in.value if self.abandoned_in else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CallRecord":
+        data = dict(data)
+        data["outcome"] = CallOutcome(data["outcome"])
+        if data.get("abandoned_in"):
+            data["abandoned_in"] = AbandonedIn(data["abandoned_in"])
+        return cls(**data)

@@ -1,0 +1,151 @@
+"""The ``hotline`` command: the composition root that starts services and tools.
+
+Every expected failure (a bad setting, a store that cannot be reached, a port in use)
+ends the program with one ``hotline: error: ...`` line and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hotline.settings import Settings, SettingsError, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="12345 government service hotline: IVR, ACD, CTI and a simulated PBX.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="PostgreSQL schema.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object as its last line.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML settings file (also HOTLINE_CONFIG).",
+                            dir_okay=False)
+
+
+class Fatal(Exception):
+    """Ends the program with one error line."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"hotline: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(config: Optional[Path], **overrides) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coro) -> None:
+    """Run a coroutine; known failures become one line, Ctrl-C a quiet exit."""
+    from acd.service import ACDConfigError
+    from hotline.ami import AMIError
+    from hotline.db import DatabaseError
+    from hotline.embedded import EmbeddedStoreError
+    from hotline.stores import StoreError
+
+    try:
+        try:
+            import uvloop
+            uvloop.run(coro)
+        except ImportError:
+            asyncio.run(coro)
+    except (StoreError, DatabaseError, EmbeddedStoreError, ACDConfigError, Fatal) as exc:
+        fail(str(exc), 1)
+    except AMIError as exc:
+        fail(f"Asterisk AMI: {exc}", 1)
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""), 1)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+@app.command()
+def demo(
+    duration: Optional[float] = typer.Option(None, help="Seconds of traffic, then stop (default: until Ctrl-C)."),
+    rate: float = typer.Option(120.0, help="Calls per minute (Poisson arrivals)."),
+    agents: int = typer.Option(20, help="Number of agents (simulated SIP phones)."),
+    summary_json: Optional[Path] = typer.Option(None, help="Write the summary computed from PostgreSQL here."),
+    sim_log: Optional[Path] = typer.Option(None, help="Write the simulator's ground-truth log (JSON lines) here."),
+    talk_mean: float = typer.Option(6.0, help="Mean talk time of the simulated calls, seconds."),
+    patience_mean: float = typer.Option(45.0, help="Mean patience of waiting callers, seconds."),
+    wrapup: Optional[float] = typer.Option(None, help="Agent wrap-up seconds (default: setting wrapup_s, 1 in the demo)."),
+    seed: int = typer.Option(12345, help="Random seed of the simulated traffic."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run everything on this machine: embedded stores, the simulated PBX, IVR, ACD, CTI, with traffic."""
+    from .demo import DemoOptions, run_demo
+
+    if rate <= 0:
+        fail("--rate must be greater than 0")
+    if agents < 0 or agents > 2000:
+        fail("--agents must be between 0 and 2000")
+    if duration is not None and duration <= 0:
+        fail("--duration must be greater than 0")
+    settings = _settings(config)
+    _logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    options = DemoOptions(duration=duration, rate=rate, agents=agents, summary_json=summary_json,
+                          sim_log=sim_log, talk_mean=talk_mean, patience_mean=patience_mean,
+                          wrapup=1.0 if wrapup is None else wrapup, seed=seed)
+    _run(run_demo(settings, options))
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: Optional[Path] = ConfigOption) -> None:
+    """Apply the schema migrations that are missing."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+
+    async def upgrade() -> None:
+        from hotline.stores import open_stores
+
+        async with open_stores(settings, migrate=False) as stores:
+            from hotline.db import upgrade as apply
+
+            applied = await apply(stores.database_url)
+            typer.echo(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+    _run(upgrade())
+
+
+@app.command()
+def services(config: Optional[Path] = ConfigOption) -> None:
+    """Run IVR, ACD and CTI against a real Asterisk (HOTLINE_AMI_* settings)."""
+    from .services import run_services
+
+    settings = _settings(config)
+    _logging(settings.log_level)
+    _run(run_services(settings))
+
+
+@bench_app.command("ami")
+def bench_ami(events: int = typer.Option(200_000, help="Events to replay.")) -> None:
+    """AMI client throughput against panoramisk 1.4 on a recorded Asterisk event stream."""
+    from bench import ami
+
+    ami.main(["--events", str(events)])
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        typer.echo(f"hotline: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

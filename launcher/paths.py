@@ -1,0 +1,24 @@
+"""Where the shipped Asterisk configuration and prompt sounds are, installed or from a checkout."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["ASTERISK_CONFIG", "SOUNDS"]
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _asterisk_config() -> Path:
+    override = os.environ.get("HOTLINE_ASTERISK_CONFIG_DIR")
+    if override:
+        return Path(override)
+    for base in (_CHECKOUT, Path.cwd()):
+        if (base / "asterisk-config" / "extensions.conf").is_file():
+            return base / "asterisk-config"
+    return _CHECKOUT / "asterisk-config"
+
+
+ASTERISK_CONFIG = _asterisk_config()
+# Prompts live with the IVR that plays them, laid out like Asterisk's sounds directory.
+SOUNDS = Path(__file__).resolve().parents[1] / "ivr" / "sounds"

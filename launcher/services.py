@@ -1,0 +1,56 @@
+"""Starting the hotline's services together (IVR, ACD, CTI) and stopping them in order."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
+
+from acd.service import ACD, run_acd
+from cti.service import cti_urls, run_cti
+from hotline.settings import Settings
+from hotline.stores import Stores, open_stores
+from ivr.service import run_ivr
+
+__all__ = ["Services", "start_services", "run_services", "wait_for_signal"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    stores: Stores
+    acd: ACD
+    urls: dict[str, str]
+
+
+@asynccontextmanager
+async def start_services(settings: Settings, stores: Stores) -> AsyncIterator[Services]:
+    """IVR first (Asterisk sends callers to it), then ACD (it connects to AMI), then CTI."""
+    async with AsyncExitStack() as stack:
+        ivr = await run_ivr(settings, stores.redis)
+        stack.push_async_callback(ivr.stop)
+        acd = await stack.enter_async_context(run_acd(settings, stores))
+        runner = await run_cti(settings, stores)
+        stack.push_async_callback(runner.cleanup)
+        yield Services(stores, acd, cti_urls(settings))
+
+
+async def wait_for_signal(stop: Optional[asyncio.Event] = None) -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM (Ctrl-C stops the program cleanly)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_services(settings: Settings) -> None:
+    stop = await wait_for_signal()
+    async with open_stores(settings) as stores:
+        async with start_services(settings, stores) as services:
+            for name, url in services.urls.items():
+                print(f"{name:>14}: {url}", flush=True)
+            await stop.wait()

@@ -1,0 +1,205 @@
+"""Asterisk's side of FastAGI, as res_agi in Asterisk 22 behaves on the wire.
+
+Recorded behaviour we reproduce (shared/asterisk/transcripts/03-fastagi-sessions.txt):
+the ``agi_*`` environment then an empty line; ``200 result=...`` replies; 510 for an
+unknown command and multi-line 520 for bad syntax; once the channel has hung up, a bare
+``HANGUP`` line before the next reply, 511 for media and channel commands, while GET/SET
+VARIABLE and NOOP still answer; with ``AGIEXITONHANGUP=yes`` the socket closes at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING, Optional
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .pbx import PBX
+
+__all__ = ["run_fastagi", "parse_agi_args"]
+
+log = logging.getLogger(__name__)
+
+AGI_VERSION = "22.10.1"
+DEAD = "511 Command Not Permitted on a dead channel or intercept routine\n"
+# Commands that still work on a dead channel (res_agi marks them dead-safe).
+DEAD_SAFE = {"GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "NOOP", "VERBOSE", "DATABASE GET",
+             "DATABASE PUT", "DATABASE DEL", "HANGUP", "ASYNCAGI BREAK", "GOSUB"}
+USAGE = {
+    "STREAM FILE": [
+        "Send the given file, allowing playback to be interrupted by the given digits, if any. Returns <literal>0</literal> if playback completes without a digit being pressed, or the ASCII numerical value of the digit if one was pressed, or <literal>-1</literal> on error or if the channel was disconnected. If musiconhold is playing before calling stream file it will be automatically stopped and will not be restarted after completion.",
+        "It sets the following channel variables upon completion:",
+        "<variable>PLAYBACKSTATUS</variable>: The status of the playback attempt as a text string.",
+        "    <value>SUCCESS</value>",
+        "    <value>FAILED</value>",
+    ],
+    "GET DATA": [
+        "Stream the given <replaceable>file</replaceable>, and receive DTMF data.",
+        "Returns the digits received from the channel at the other end.",
+    ],
+    "SET VARIABLE": ["Sets a variable to the current channel."],
+}
+# Minimum argument counts after the command words.
+MIN_ARGS = {"STREAM FILE": 2, "CONTROL STREAM FILE": 2, "GET DATA": 1, "GET OPTION": 2,
+            "SET VARIABLE": 2, "GET VARIABLE": 1, "GET FULL VARIABLE": 1, "WAIT FOR DIGIT": 1,
+            "SAY DIGITS": 2, "SAY NUMBER": 2, "EXEC": 1, "VERBOSE": 1, "SET MUSIC": 1,
+            "DATABASE GET": 2, "DATABASE PUT": 3, "DATABASE DEL": 2, "SET CALLERID": 1,
+            "RECORD FILE": 4}
+COMMANDS = sorted(
+    ["ANSWER", "CHANNEL STATUS", "HANGUP", "NOOP", *MIN_ARGS.keys()], key=lambda c: -len(c.split()))
+
+
+def parse_agi_args(line: str) -> list[str]:
+    """Split a command line like res_agi's parse_args: spaces, double quotes, backslash escapes."""
+    args: list[str] = []
+    current: list[str] = []
+    quoted = escaped = have = False
+    for ch in line:
+        if escaped:
+            current.append(ch)
+            escaped = False
+            have = True
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+            have = True
+        elif ch in " \t" and not quoted:
+            if have or current:
+                args.append("".join(current))
+            current, have = [], False
+        else:
+            current.append(ch)
+            have = True
+    if have or current:
+        args.append("".join(current))
+    return args
+
+
+def _match_command(words: list[str]) -> tuple[Optional[str], list[str]]:
+    upper = [w.upper() for w in words]
+    for command in COMMANDS:
+        parts = command.split()
+        if upper[:len(parts)] == parts:
+            return command, words[len(parts):]
+    return None, words
+
+
+class _Session:
+    def __init__(self, pbx: "PBX", channel: "Channel", reader, writer) -> None:
+        self.pbx, self.channel = pbx, channel
+        self.reader, self.writer = reader, writer
+        self.hangup_sent = False
+        self.exit_on_hangup = channel.variables.get("AGIEXITONHANGUP", "").lower() in ("yes", "1", "true")
+
+    def write(self, text: str) -> None:
+        self.writer.write(text.encode("utf-8", "replace"))
+
+    def notice_hangup(self) -> bool:
+        """Send the one HANGUP line after the channel died; True if the session must end now."""
+        if (self.channel.alive and self.channel.redirect_to is None) or self.hangup_sent:
+            return False
+        self.hangup_sent = True
+        self.write("HANGUP\n")
+        if self.exit_on_hangup:
+            self.write("HANGUP\n")
+            return True
+        return False
+
+    async def read_command(self) -> Optional[str]:
+        read = asyncio.ensure_future(self.reader.readline())
+        try:
+            while True:
+                if not self.channel.alive and self.notice_hangup():
+                    return None
+                waiter = asyncio.ensure_future(self.channel.interrupt.wait())
+                done, _ = await asyncio.wait({read, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if read in done:
+                    line = read.result()
+                    if not line:
+                        return None
+                    return line.decode("utf-8", "replace").rstrip("\r\n")
+                if not self.channel.alive:
+                    if self.notice_hangup():
+                        return None
+                    # Dead but the server keeps talking: wait for its next line only.
+                    line = await read
+                    return line.decode("utf-8", "replace").rstrip("\r\n") if line else None
+                if self.channel.redirect_to is not None:
+                    # An AMI Redirect soft-hangs-up the AGI: it ends and the channel moves on.
+                    self.notice_hangup()
+                    return None
+                # Some other wake-up of a live channel: keep waiting for the server.
+                await asyncio.sleep(0)
+        finally:
+            if not read.done():
+                read.cancel()
+
+
+async def run_fastagi(pbx: "PBX", channel: "Channel", url: str, args: list[str]) -> str:
+    """Run one FastAGI session; returns AGISTATUS (SUCCESS, FAILURE, NOTFOUND or HANGUP)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4573
+    script = parts.path.lstrip("/")
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), pbx.agi_connect_timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        log.warning("FastAGI %s unreachable: %s", url, exc)
+        return "FAILURE"
+    session = _Session(pbx, channel, reader, writer)
+    env = [
+        ("network", "yes"), ("network_script", script), ("request", url),
+        ("channel", channel.name), ("language", channel.language), ("type", channel.tech),
+        ("uniqueid", channel.uniqueid), ("version", AGI_VERSION),
+        ("callerid", channel.caller_num if channel.caller_num != "<unknown>" else "unknown"),
+        ("calleridname", channel.caller_name if channel.caller_name != "<unknown>" else "unknown"),
+        ("callingpres", "0"), ("callingani2", "0"), ("callington", "0"), ("callingtns", "0"),
+        ("dnid", channel.dnid or "unknown"), ("rdnis", "unknown"),
+        ("context", channel.context), ("extension", channel.exten), ("priority", str(channel.priority)),
+        ("enhanced", "0.0"), ("accountcode", channel.accountcode),
+        ("threadid", str(140000000000000 + id(channel) % 1000000000)),
+    ]
+    env += [(f"arg_{i}", arg) for i, arg in enumerate(args, 1)]
+    try:
+        session.write("".join(f"agi_{k}: {v}\n" for k, v in env) + "\n")
+        while True:
+            line = await session.read_command()
+            if line is None:
+                break
+            if not line.strip():
+                continue
+            reply = await _execute(pbx, session, line)
+            session.notice_hangup()
+            session.write(reply)
+            await writer.drain()
+            if session.hangup_sent and session.exit_on_hangup:
+                break
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+    return "SUCCESS" if channel.alive else "HANGUP"
+
+
+async def _execute(pbx: "PBX", session: _Session, line: str) -> str:
+    channel = session.channel
+    words = parse_agi_args(line)
+    command, args = _match_command(words) if words else (None, [])
+    if command is None:
+        return "510 Invalid or unknown command\n"
+    if len(args) < MIN_ARGS.get(command, 0):
+        usage = USAGE.get(command, [f"Usage: {command}"])
+        return "520-Invalid command syntax.  Proper usage follows:\n" + "".join(u + "\n" for u in usage) \
+            + "520 End of proper usage.\n"
+    if not channel.alive and command not in DEAD_SAFE:
+        return DEAD
+    command_id = str(random.randint(1, 2**31 - 1))
+    pbx.channel_event(channel, "AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
+    reply = await pbx.agi_command(channel, command, args)
+    pbx.channel_event(channel, "AGIExecEnd", "agi,all", [
+        ("CommandId", command_id), ("Command", line),
+        ("ResultCode", reply[:3]), ("Result", "Success" if reply.startswith("200") else "Failure")])
+    return reply

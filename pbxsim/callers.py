@@ -1,0 +1,185 @@
+"""Simulated callers on the carrier trunk and agents' SIP phones, and the ground-truth log.
+
+A caller reacts to what it hears (the AGI commands its channel runs), keys DTMF, waits
+with a patience, talks, and hangs up. When its call is over it writes one JSON line of
+what really happened, which tests and the demo compare with our PostgreSQL records.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, TextIO
+
+from .channel import Channel
+from .scenario import CallerPlan
+
+if TYPE_CHECKING:
+    from .pbx import PBX, IncomingCall
+
+__all__ = ["SimCaller", "SimPhone", "TruthLog"]
+
+log = logging.getLogger(__name__)
+
+
+class TruthLog:
+    """One JSON line per call the simulator placed (the ground truth)."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.records: list[dict] = []
+        self._file: Optional[TextIO] = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "w", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+        if self._file is not None:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@dataclass(eq=False)
+class SimCaller:
+    pbx: "PBX"
+    plan: CallerPlan
+    truth: TruthLog
+    call_id: int
+    loop_time: callable = field(default=None)
+    channel: Optional[Channel] = None
+    arrived_at: float = 0.0
+    queued_at: Optional[float] = None
+    answered_at: Optional[float] = None
+    ended_at: Optional[float] = None
+    agent: Optional[str] = None
+    queue: Optional[str] = None
+    ringing: bool = False
+    hung_up_by_caller: bool = False
+    prompts_seen: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    _timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def dial(self, exten: str) -> Channel:
+        self.arrived_at = self.pbx.now()
+        self.channel = self.pbx.inbound_call(
+            exten, self.plan.number, "", language="en", listener=self)
+        return self.channel
+
+    # ---- reactions ----------------------------------------------------------------------
+    def _later(self, delay: float, callback, *args) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(max(0.0, delay), callback, *args))
+
+    def hang_up(self) -> None:
+        if self.channel is not None and self.channel.alive:
+            self.hung_up_by_caller = True
+            self.pbx.remote_hangup(self.channel)
+
+    def _key(self, digits: str) -> None:
+        for i, digit in enumerate(digits):
+            self._later(0.15 * i, self.pbx.send_dtmf, self.channel, digit)
+
+    def on_channel_event(self, channel: Channel, event: str, headers) -> None:
+        if event == "AGIExecStart":
+            command = dict(headers).get("Command", "")
+            if command.upper().startswith(("GET DATA", "WAIT FOR DIGIT", "GET OPTION")):
+                prompt = self.prompts_seen
+                self.prompts_seen += 1
+                if self.plan.hangup_in_ivr_at_prompt == prompt:
+                    self._later(self.plan.reaction_s, self.hang_up)
+                    return
+                inputs = self.plan.menu_inputs
+                digits = inputs[prompt] if prompt < len(inputs) else None
+                if digits:
+                    self._later(self.plan.reaction_s, self._key, digits)
+        elif event == "UserEvent":
+            fields = dict(headers)
+            if fields.get("UserEvent") == "HotlineWaiting" and self.queued_at is None:
+                self.queued_at = self.pbx.now()
+                self.queue = fields.get("Queue") or None
+                self._later(self.plan.patience_s, self._patience_over)
+        elif event == "DialBegin":
+            self.ringing = True
+        elif event == "DialEnd":
+            self.ringing = False
+        elif event == "BridgeEnter" and self.answered_at is None:
+            self.answered_at = self.pbx.now()
+            peer = channel.peer
+            self.agent = peer.endpoint if peer is not None else None
+            if self.plan.agent_hangs_up and peer is not None:
+                self._later(self.plan.talk_s, self.pbx.remote_hangup, peer)
+            else:
+                self._later(self.plan.talk_s, self.hang_up)
+        elif event == "Hangup":
+            self._finished()
+
+    def _patience_over(self) -> None:
+        if self.answered_at is None:
+            self.hang_up()
+
+    def _finished(self) -> None:
+        if self.ended_at is not None:
+            return
+        self.ended_at = self.pbx.now()
+        for timer in self._timers:
+            timer.cancel()
+        if self.answered_at is not None:
+            outcome, where = "answered", None
+        elif self.hung_up_by_caller or self.queued_at is not None:
+            outcome = "abandoned"
+            where = "ringing" if self.ringing else ("queue" if self.queued_at is not None else "ivr")
+        else:
+            outcome, where = "ivr_completed", None
+        wait = None
+        if self.queued_at is not None:
+            wait = (self.answered_at if self.answered_at is not None else self.ended_at) - self.queued_at
+        self.truth.write({
+            "id": self.call_id,
+            "uniqueid": self.channel.uniqueid if self.channel else None,
+            "caller": self.plan.number,
+            "line": self.plan.line,
+            "language": self.plan.language,
+            "arrived_at": round(self.arrived_at, 3),
+            "queued_at": round(self.queued_at, 3) if self.queued_at is not None else None,
+            "answered_at": round(self.answered_at, 3) if self.answered_at is not None else None,
+            "ended_at": round(self.ended_at, 3),
+            "outcome": outcome,
+            "abandoned_in": where,
+            "queue": self.queue,
+            "agent": self.agent,
+            "wait_s": round(wait, 3) if wait is not None else None,
+            "talk_s": round(self.ended_at - self.answered_at, 3) if self.answered_at is not None else None,
+            "hung_up_by": "caller" if self.hung_up_by_caller else ("agent" if self.answered_at else "system"),
+        })
+        self.done.set()
+
+
+@dataclass(eq=False)
+class SimPhone:
+    """An agent's SIP phone: rings, answers after a delay (or not), rejects a second call."""
+
+    pbx: "PBX"
+    endpoint: str
+    rng: random.Random
+    answer_delay_s: tuple[float, float] = (0.3, 1.5)
+    no_answer_share: float = 0.0
+    current: Optional["IncomingCall"] = None
+    rings: int = 0
+
+    def ring(self, call: "IncomingCall") -> None:
+        if self.current is not None and not self.current.ended.is_set():
+            call.reject(busy=True)
+            return
+        self.rings += 1
+        self.current = call
+        if self.rng.random() < self.no_answer_share:
+            return  # rings until the dialplan gives up
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.rng.uniform(*self.answer_delay_s), call.answer)
