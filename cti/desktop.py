@@ -1,0 +1,215 @@
+"""The agent desktop's WebSocket: ``/ws/agent/{agent_id}``.
+
+Server -> desktop, one JSON object per message, told apart by ``type``:
+
+* ``state``: the agent as Redis holds it (``id, name, team, skills, state, state_since,
+  reason, call``): at once on connect, and again after a ``resync``;
+* ``agent``, ``call_ended``: the ACD's own events about this agent, forwarded as published;
+* ``screen_pop``: when the agent is reserved for a call (and on connect if the agent already
+  has one): ``call`` (caller, line, queue, priority, skills, wait), ``ivr`` (the caller's
+  path through the menus, or null) and ``history`` (calls from this number in the last 30
+  days, or null when unknown);
+* ``pong``, ``error``: answers to the desktop's own messages.
+
+Desktop -> server: ``{"type": "ping"}``. Anything else gets an ``error`` message and is
+otherwise ignored. A bad agent id closes the socket with code 4400, an unknown one with
+4404, both with a readable reason; the server going away closes with 1001.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any, Optional
+
+import asyncpg
+from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import RedisError
+
+from hotline.model import AgentState
+
+from .appkeys import HUB, POOL, REDIS, SOCKETS
+from .events import Subscription
+from .live import call_view, read_agent, read_call, read_ivr_path
+from .records import caller_history
+
+__all__ = ["AgentDesk", "agent_socket", "close_all"]
+
+log = logging.getLogger(__name__)
+
+AGENT_ID = re.compile(r"[0-9]{1,16}")
+CLOSE_BAD_ID = 4400
+CLOSE_UNKNOWN_AGENT = 4404
+CLOSE_UNAVAILABLE = 4503
+MAX_CLIENT_MESSAGE = 4096
+HISTORY_TIMEOUT_S = 1.5
+POP_STATES = {AgentState.RESERVED.value, AgentState.ON_CALL.value}
+_AGENT_EVENT_FIELDS = ("type", "agent", "state", "reason", "call", "at")
+_CALL_EVENT_FIELDS = ("type", "uniqueid", "outcome", "agent")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class AgentDesk:
+    """One open desktop: its socket, the agent it shows, the events it receives."""
+
+    def __init__(self, ws: web.WebSocketResponse, agent_id: str, app: web.Application,
+                 sub: Subscription) -> None:
+        self.ws = ws
+        self.agent_id = agent_id
+        self.redis = app[REDIS]
+        self.pool = app[POOL]
+        self.sub = sub
+        self.last_pop: Optional[str] = None
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_str(json.dumps(message, ensure_ascii=False))
+
+    # ---- server -> desktop --------------------------------------------------------------
+    async def send_state(self) -> bool:
+        """Send the agent as Redis holds it; False if the agent no longer exists."""
+        agent = await read_agent(self.redis, self.agent_id)
+        if agent is None:
+            return False
+        await self.send({"type": "state", "agent": agent})
+        if agent["state"] in POP_STATES and agent["call"]:
+            await self.screen_pop(agent["call"])
+        return True
+
+    async def forward_events(self) -> None:
+        while True:
+            event = await self.sub.get()
+            if event is None:                     # the hub stopped: the server is going away
+                await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                return
+            try:
+                await self.on_event(event)
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                if self.ws.closed:
+                    return
+                log.warning("desktop %s: event not delivered: %s", self.agent_id, exc)
+                await self.send({"type": "error", "error": "live state unavailable, retrying"})
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "resync":
+            if not await self.send_state():
+                await self.ws.close(code=CLOSE_UNKNOWN_AGENT, message=b"agent removed")
+            return
+        if kind == "agent" and event.get("agent") == self.agent_id:
+            await self.send({key: event.get(key) for key in _AGENT_EVENT_FIELDS})
+            call = event.get("call")
+            if event.get("state") == AgentState.RESERVED.value and isinstance(call, str) and call:
+                await self.screen_pop(call)
+        elif kind == "call_ended":
+            uniqueid = event.get("uniqueid")
+            if isinstance(uniqueid, str):
+                self.sub.forget_call(uniqueid)
+            await self.send({key: event.get(key) for key in _CALL_EVENT_FIELDS})
+
+    async def screen_pop(self, uniqueid: str) -> None:
+        if uniqueid == self.last_pop:
+            return
+        self.last_pop = uniqueid
+        self.sub.track_call(uniqueid)
+        await self.send(await build_screen_pop(self.redis, self.pool, uniqueid))
+
+    # ---- desktop -> server --------------------------------------------------------------
+    async def on_message(self, msg) -> None:
+        if msg.type != WSMsgType.TEXT:
+            await self.send({"type": "error", "error": "text messages (JSON) only"})
+            return
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            await self.send({"type": "error", "error": "message is not valid JSON"})
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind == "state":
+            await self.send_state()
+        else:
+            shown = _clip(kind) if isinstance(kind, str) else None
+            await self.send({"type": "error", "error": f"unknown message type {shown!r}" if shown
+                             else "a message is a JSON object with a \"type\""})
+
+
+async def build_screen_pop(redis, pool: asyncpg.Pool, uniqueid: str) -> dict[str, Any]:
+    """What the agent sees when the phone rings: the call, the IVR path, the caller's history."""
+    data = await read_call(redis, uniqueid)
+    call = call_view(uniqueid, data or {})
+    ivr = await read_ivr_path(redis, uniqueid)
+    history = None
+    if call["caller"]:
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT_S):
+                history = await caller_history(pool, call["caller"])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            log.warning("screen pop %s: caller history unavailable: %s", uniqueid, str(exc) or type(exc).__name__)
+    return {"type": "screen_pop", "call": call, "ivr": ivr, "history": history, "live": data is not None}
+
+
+async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    await ws.send_str(json.dumps({"type": "error", "error": reason}, ensure_ascii=False))
+    await ws.close(code=code, message=reason.encode("utf-8")[:120])
+
+
+async def agent_socket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE)
+    await ws.prepare(request)
+    app = request.app
+    agent_id = request.match_info.get("agent_id", "")
+    if not AGENT_ID.fullmatch(agent_id):
+        await _refuse(ws, CLOSE_BAD_ID, f"bad agent id {_clip(agent_id, 20)!r}: digits only (the extension)")
+        return ws
+    hub = app[HUB]
+    sockets = app[SOCKETS]
+    sub = hub.subscribe(agent_id)                # before reading the state: no event falls in between
+    sockets.add(ws)
+    desk = AgentDesk(ws, agent_id, app, sub)
+    writer: Optional[asyncio.Task] = None
+    try:
+        try:
+            exists = await desk.send_state()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("desktop %s: redis unavailable: %s", agent_id, exc)
+            await _refuse(ws, CLOSE_UNAVAILABLE, "live state unavailable, try again shortly")
+            return ws
+        if not exists:
+            await _refuse(ws, CLOSE_UNKNOWN_AGENT, f"unknown agent {agent_id}")
+            return ws
+        log.info("desktop %s connected", agent_id)
+        writer = asyncio.create_task(desk.forward_events(), name=f"cti-desktop-{agent_id}")
+        async for msg in ws:
+            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING):
+                break
+            try:
+                await desk.on_message(msg)
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                if ws.closed:
+                    break
+                log.warning("desktop %s: %s", agent_id, exc)
+    finally:
+        hub.unsubscribe(sub)
+        sockets.discard(ws)
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        if not ws.closed:
+            await ws.close()
+        log.info("desktop %s disconnected", agent_id)
+    return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """Close every open desktop (server going away): they reconnect to another instance."""
+    sockets = list(app[SOCKETS])
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                           for ws in sockets if not ws.closed), return_exceptions=True)
