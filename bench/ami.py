@@ -170,16 +170,24 @@ async def run_benchmark(events: int = 200_000) -> dict[str, Any]:
     """Measure both clients on the running loop; return the figures as a dict."""
     if events < 1:
         raise ValueError("events must be >= 1")
+    from tests.transcripts import TRANSCRIPTS
+
+    if not TRANSCRIPTS.is_dir():
+        raise FileNotFoundError(f"the recorded transcripts are needed and missing: {TRANSCRIPTS}")
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
     parent_end, child_end = ctx.Pipe(duplex=False)
     server = ctx.Process(target=_server_process, args=(events, child_end), daemon=True, name="ami-bench-server")
     _progress(f"starting the AMI server process, building {events} events")
     await loop.run_in_executor(None, server.start)
+    child_end.close()  # so that a crashed server shows up as EOF here, not as a hang
     try:
         if not await loop.run_in_executor(None, parent_end.poll, 120.0):
             raise RuntimeError("the benchmark server did not start")
-        port, stream_bytes = await loop.run_in_executor(None, parent_end.recv)
+        try:
+            port, stream_bytes = await loop.run_in_executor(None, parent_end.recv)
+        except EOFError:
+            raise RuntimeError("the benchmark server process died while starting") from None
         _progress(f"server on 127.0.0.1:{port}, stream {stream_bytes / 1e6:.1f} MB")
         limit = max(60.0, events / 2_000)
         runs: dict[str, list[float]] = {"ours": [], "panoramisk": []}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
 
 import asyncpg
 from aiohttp import web

@@ -11,7 +11,8 @@ Server -> desktop, one JSON object per message, told apart by ``type``:
   days, or null when unknown);
 * ``pong``, ``error``: answers to the desktop's own messages.
 
-Desktop -> server: ``{"type": "ping"}``. Anything else gets an ``error`` message and is
+Desktop -> server: ``{"type": "ping"}`` (answered ``pong``), ``{"type": "state"}`` (answered
+``state``). Anything else gets an ``error`` message and is
 otherwise ignored. A bad agent id closes the socket with code 4400, an unknown one with
 4404, both with a readable reason; the server going away closes with 1001.
 """
@@ -42,7 +43,7 @@ AGENT_ID = re.compile(r"[0-9]{1,16}")
 CLOSE_BAD_ID = 4400
 CLOSE_UNKNOWN_AGENT = 4404
 CLOSE_UNAVAILABLE = 4503
-MAX_CLIENT_MESSAGE = 4096
+MAX_CLIENT_MESSAGE = 16 * 1024
 HISTORY_TIMEOUT_S = 1.5
 POP_STATES = {AgentState.RESERVED.value, AgentState.ON_CALL.value}
 _AGENT_EVENT_FIELDS = ("type", "agent", "state", "reason", "call", "at")
@@ -88,13 +89,20 @@ class AgentDesk:
             if event is None:                     # the hub stopped: the server is going away
                 await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
                 return
+            if self.ws.closed:
+                return
             try:
                 await self.on_event(event)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 if self.ws.closed:
                     return
                 log.warning("desktop %s: event not delivered: %s", self.agent_id, exc)
-                await self.send({"type": "error", "error": "live state unavailable, retrying"})
+                try:
+                    await self.send({"type": "error", "error": "live state unavailable"})
+                except OSError:
+                    return
+            except Exception:  # noqa: BLE001 - one odd event must not silence the desktop
+                log.exception("desktop %s: event %r not handled", self.agent_id, event.get("type"))
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -104,6 +112,8 @@ class AgentDesk:
             return
         if kind == "agent" and event.get("agent") == self.agent_id:
             await self.send({key: event.get(key) for key in _AGENT_EVENT_FIELDS})
+            if event.get("state") not in POP_STATES:
+                self.last_pop = None              # the next reservation pops again, even for the same call
             call = event.get("call")
             if event.get("state") == AgentState.RESERVED.value and isinstance(call, str) and call:
                 await self.screen_pop(call)
@@ -157,7 +167,10 @@ async def build_screen_pop(redis, pool: asyncpg.Pool, uniqueid: str) -> dict[str
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
-    await ws.send_str(json.dumps({"type": "error", "error": reason}, ensure_ascii=False))
+    try:
+        await ws.send_str(json.dumps({"type": "error", "error": reason}, ensure_ascii=False))
+    except OSError:
+        pass
     await ws.close(code=code, message=reason.encode("utf-8")[:120])
 
 
@@ -196,6 +209,8 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
                 if ws.closed:
                     break
                 log.warning("desktop %s: %s", agent_id, exc)
+            except Exception:  # noqa: BLE001 - a client message must never end the handler
+                log.exception("desktop %s: message not handled", agent_id)
     finally:
         hub.unsubscribe(sub)
         sockets.discard(ws)

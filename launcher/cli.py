@@ -131,6 +131,63 @@ def services(config: Optional[Path] = ConfigOption) -> None:
     _run(run_services(settings))
 
 
+@app.command()
+def ivr(config: Optional[Path] = ConfigOption) -> None:
+    """Run only the FastAGI IVR server."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+    from .services import run_one
+
+    _run(run_one(settings, "ivr"))
+
+
+@app.command()
+def acd(config: Optional[Path] = ConfigOption) -> None:
+    """Run only the ACD (needs Asterisk's AMI: HOTLINE_AMI_* settings)."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+    from .services import run_one
+
+    _run(run_one(settings, "acd"))
+
+
+@app.command()
+def cti(config: Optional[Path] = ConfigOption) -> None:
+    """Run only the CTI web service: agent desktop, wallboard, API, metrics."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+    from .services import run_one
+
+    _run(run_one(settings, "cti"))
+
+
+@app.command()
+def pbxsim(
+    scenario: Optional[Path] = typer.Option(None, help="Scenario YAML (keys of pbxsim.scenario.Scenario)."),
+    rate: Optional[float] = typer.Option(None, help="Calls per minute (overrides the scenario)."),
+    agents: Optional[int] = typer.Option(None, help="Agent phones (overrides the scenario)."),
+    duration: Optional[float] = typer.Option(None, help="Seconds of traffic (default: until Ctrl-C)."),
+    sim_log: Optional[Path] = typer.Option(None, help="Ground-truth log, one JSON line per call."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run only the simulated PBX (AMI server, dialplan, callers, phones) for services started apart."""
+    settings = _settings(config)
+    _logging(settings.log_level)
+    from pbxsim.scenario import Scenario, ScenarioError
+
+    try:
+        base = Scenario.from_file(scenario) if scenario else Scenario()
+        values = {**base.__dict__, **{k: v for k, v in
+                                      {"rate_per_min": rate, "agents": agents, "duration_s": duration}.items()
+                                      if v is not None}}
+        chosen = Scenario(**values).validated()
+    except ScenarioError as exc:
+        fail(str(exc))
+    from .simulation import run_simulator
+
+    _run(run_simulator(settings, chosen, sim_log))
+
+
 @bench_app.command("ami")
 def bench_ami(events: int = typer.Option(200_000, help="Events to replay.")) -> None:
     """AMI client throughput against panoramisk 1.4 on a recorded Asterisk event stream."""

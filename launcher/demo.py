@@ -41,6 +41,7 @@ class DemoOptions:
     wrapup: float = 1.0
     seed: int = 12345
     drain_s: float = 60.0
+    speed: float = 1.0              # >1 plays the simulated media faster (tests)
 
 
 def demo_agents(count: int, first: int = 1001) -> list[tuple[str, str, str, dict[str, int]]]:
@@ -84,13 +85,14 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict:
                         seed=options.seed, drain_s=options.drain_s).validated()
     sim = Simulator(SimulatorConfig(
         config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_host=settings.ami_host, ami_port=settings.ami_port,
-        agi_url=f"agi://{settings.agi_host}:{settings.agi_port}", truth_log=options.sim_log,
+        agi_url=f"agi://{settings.agi_host}:{settings.agi_port}", truth_log=options.sim_log, speed=options.speed,
         recordings_dir=settings.data_dir.resolve() / "recordings"), scenario)
     print("starting embedded stores and the simulated PBX ...", flush=True)
     async with open_stores(settings) as stores:
         await stores.redis.flushdb()   # the demo starts from an empty live state
         await stores.pool.execute("TRUNCATE calls, agent_states")
         await sim.start()
+        settings = settings.model_copy(update={"ami_port": sim.ami_port})
         try:
             async with start_services(settings, stores) as services:
                 directory = services.acd.agents

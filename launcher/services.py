@@ -14,7 +14,7 @@ from hotline.settings import Settings
 from hotline.stores import Stores, open_stores
 from ivr.service import run_ivr
 
-__all__ = ["Services", "start_services", "run_services", "wait_for_signal"]
+__all__ = ["Services", "start_services", "run_services", "run_one", "wait_for_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,25 @@ async def wait_for_signal(stop: Optional[asyncio.Event] = None) -> asyncio.Event
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def run_one(settings: Settings, service: str) -> None:
+    """One service in its own process, as docker-compose runs them."""
+    stop = await wait_for_signal()
+    async with open_stores(settings) as stores, AsyncExitStack() as stack:
+        if service == "ivr":
+            server = await run_ivr(settings, stores.redis)
+            stack.push_async_callback(server.stop)
+            print(f"IVR: agi://{settings.agi_host}:{server.port}/ivr", flush=True)
+        elif service == "acd":
+            await stack.enter_async_context(run_acd(settings, stores))
+            print(f"ACD: connected to AMI {settings.ami_host}:{settings.ami_port}", flush=True)
+        else:
+            runner = await run_cti(settings, stores)
+            stack.push_async_callback(runner.cleanup)
+            for name, url in cti_urls(settings).items():
+                print(f"{name:>14}: {url}", flush=True)
+        await stop.wait()
 
 
 async def run_services(settings: Settings) -> None:

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 _GLOB_CHARS = re.compile(r"[*?\[{]")
+# ast_strip() trims C isspace() only: a full-width space (U+3000) in a value is kept.
+_WS = " \t\n\r\v\f"
 
 
 class ConfError(ValueError):
@@ -158,8 +160,13 @@ def parse_conf(
     cannot include anything.
     """
     parser = _Parser(Path(config_dir) if config_dir is not None else None)
-    parser.parse_text(text, filename, stack=(filename,))
+    parser.parse_text(text, filename, stack=(_identity(filename),))
     return AsteriskConf(filename, parser.sections)
+
+
+def _identity(filename: str) -> str:
+    """What include-cycle detection compares: the resolved path of a real file."""
+    return filename if filename.startswith("<") else str(Path(filename).resolve())
 
 
 def load_conf(path: Union[str, Path], *, config_dir: Optional[Union[str, Path]] = None) -> AsteriskConf:
@@ -191,7 +198,7 @@ class _Parser:
                 opened_at = lineno
             if content is None:
                 continue
-            line = content.strip()
+            line = content.strip(_WS)
             if not line:
                 continue
             if line.startswith("["):
@@ -271,31 +278,31 @@ class _Parser:
         if eq < 0:
             raise ConfError(filename, lineno, f"no '=' in line: {line!r}")
         if eq > 0 and line[eq - 1] == "+":
-            key, raw_value = line[:eq - 1].strip(), line[eq + 1:]
+            key, raw_value = line[:eq - 1].strip(_WS), line[eq + 1:]
             if not key:
                 raise ConfError(filename, lineno, "no key before '+='")
             for i in range(len(section.entries) - 1, -1, -1):
                 old = section.entries[i]
                 if old.key == key:
                     section.entries[i] = Entry(
-                        old.key, old.op, (old.value + raw_value).strip(), old.line, old.filename, old.inherited
+                        old.key, old.op, (old.value + raw_value).strip(_WS), old.line, old.filename, old.inherited
                     )
                     return
-            section.entries.append(Entry(key, "=", raw_value.strip(), lineno, filename))
+            section.entries.append(Entry(key, "=", raw_value.strip(_WS), lineno, filename))
             return
-        key, value, op = line[:eq].strip(), line[eq + 1:], "="
+        key, value, op = line[:eq].strip(_WS), line[eq + 1:], "="
         if value.startswith(">"):
             value, op = value[1:], "=>"
         if not key:
             raise ConfError(filename, lineno, "no key before '='")
-        section.entries.append(Entry(key, op, value.strip(), lineno, filename))
+        section.entries.append(Entry(key, op, value.strip(_WS), lineno, filename))
 
     def _directive(
         self, line: str, filename: str, lineno: int, stack: tuple[str, ...], current: Optional[Section]
     ) -> None:
         parts = line[1:].split(None, 1)
         word = parts[0].lower() if parts else ""
-        argument = parts[1].strip() if len(parts) > 1 else ""
+        argument = parts[1].strip(_WS) if len(parts) > 1 else ""
         if word in ("exec", "tryexec"):
             raise ConfError(filename, lineno, f"#{word} is not allowed: configuration must not run programs")
         if word not in ("include", "tryinclude"):
@@ -319,13 +326,15 @@ class _Parser:
                 return
             raise ConfError(filename, lineno, f"#include '{argument}': no such file ({pattern})")
         for path in paths:
-            if str(path) in stack:
-                raise ConfError(filename, lineno, f"#include '{argument}' includes itself ({' -> '.join(stack)})")
+            identity = _identity(str(path))
+            if identity in stack:
+                chain = " -> ".join(Path(p).name for p in stack + (identity,))
+                raise ConfError(filename, lineno, f"#include '{argument}' makes a cycle: {chain}")
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfError(filename, lineno, f"#include '{argument}': cannot read {path}: {exc}") from None
-            self.parse_text(text, str(path), stack=stack + (str(path),), current=current)
+            self.parse_text(text, str(path), stack=stack + (identity,), current=current)
 
 
 def _uncomment(raw: str, depth: int, filename: str, lineno: int) -> tuple[Optional[str], int]:

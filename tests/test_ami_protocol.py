@@ -101,7 +101,7 @@ def test_every_split_point_of_a_sample() -> None:
 
 
 @needs_transcripts
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=83_000), max_size=40))
 def test_random_chunking_of_a_whole_stream(cuts: list[int]) -> None:
     messages = load_ami_transcript(transcript_path("01"))
@@ -327,7 +327,7 @@ NAMES = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 VALUES = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(headers=st.lists(st.tuples(NAMES, VALUES), max_size=8))
 def test_encode_then_parse_round_trip(headers: list[tuple[str, str]]) -> None:
     pairs = [("Action", "Test")] + headers

@@ -411,6 +411,7 @@ class AMIClient:
     async def _open(self, timeout: float) -> None:
         """Connect, log in, install the connection, fire on_connected callbacks."""
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # one budget for TCP connect + Login
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _AMIConnection(self, loop), self.host, self.port),
@@ -421,7 +422,7 @@ class AMIClient:
         events = self.events if isinstance(self.events, str) else ("on" if self.events else "off")
         login = {"Action": "Login", "Username": self.username, "Secret": self._secret, "Events": events}
         try:
-            await self._request(login, timeout, False, conn)
+            await self._request(login, max(deadline - loop.time(), 0.001), False, conn)
         except AMIActionError as exc:
             # Asterisk closes the connection itself after a failed login; make sure.
             if conn.transport is not None:
