@@ -171,7 +171,8 @@ async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
         await ws.send_str(json.dumps({"type": "error", "error": reason}, ensure_ascii=False))
     except OSError:
         pass
-    await ws.close(code=code, message=reason.encode("utf-8")[:120])
+    # A close reason is at most 123 bytes of UTF-8: cut on a character boundary.
+    await ws.close(code=code, message=reason.encode("utf-8")[:120].decode("utf-8", "ignore").encode("utf-8"))
 
 
 async def agent_socket(request: web.Request) -> web.WebSocketResponse:

@@ -36,6 +36,7 @@ class Subscription:
         self.queue: asyncio.Queue[Optional[dict[str, Any]]] = asyncio.Queue(queue_size)
         self.calls: OrderedDict[str, None] = OrderedDict()     # calls shown on this desktop
         self.dropped = 0
+        self.ended = False
 
     def track_call(self, uniqueid: str) -> None:
         self.calls[uniqueid] = None
@@ -47,6 +48,11 @@ class Subscription:
         self.calls.pop(uniqueid, None)
 
     def deliver(self, event: Optional[dict[str, Any]]) -> None:
+        """Queue an event (None: the end), never waiting: the hub serves every desktop."""
+        if self.ended:
+            return
+        if event is None:
+            self.ended = True
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -134,13 +140,25 @@ class EventHub:
             message = await pubsub.get_message(timeout=1.0)
             if message is not None and message.get("type") == "subscribe":
                 break
+        # redis-py may also reconnect and re-subscribe by itself, silently: hear of it too.
+        if pubsub.connection is not None:
+            pubsub.connection.register_connect_callback(self._reconnected)
         self.connected = True
         log.info("events: subscribed to %s", self.channel)
+
+    def _reconnected(self, connection) -> None:
+        log.info("events: subscription re-made by the client; desktops resync")
+        self._broadcast(RESYNC)
 
     async def _drop(self) -> None:
         self.connected = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
+            if pubsub.connection is not None:
+                try:
+                    pubsub.connection.deregister_connect_callback(self._reconnected)
+                except ValueError:
+                    pass
             try:
                 await pubsub.aclose()
             except (RedisError, OSError):

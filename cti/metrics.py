@@ -66,9 +66,7 @@ class LiveCollector:
         self._queues: set[str] = set()      # a queue seen once keeps reporting (0 rather than absent)
 
     async def scrape(self) -> bytes:
-        live_task = asyncio.ensure_future(self._read_live())
-        today = await self.kpis.get()
-        live = await live_task
+        live, today = await asyncio.gather(self._read_live(), self.kpis.get())
         self._live, self._today = live, today
         try:
             return generate_latest(self.registry)

@@ -15,8 +15,12 @@ log = logging.getLogger("cti.service")
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
-class CTIError(Exception):
-    """The CTI cannot start (port taken, bad address); the message is one line."""
+class CTIError(OSError):
+    """The CTI cannot listen (port taken, bad address); the message is one line.
+
+    An OSError, so that a caller that reports OSErrors in one line (the ``hotline``
+    command does) needs nothing more.
+    """
 
 
 async def run_cti(settings: Any, stores: Any, *, ami: Optional[Any] = None) -> web.AppRunner:

@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL and a real Redis, embedded from PyPI wheels, per test session."""
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -23,13 +24,17 @@ async def pg_url(tmp_path_factory) -> str:
     url = os.environ.get("HOTLINE_TEST_DATABASE_URL")
     server = None
     if not url:
-        server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+        # Not under pytest's basetemp: pytest keeps that 0700, and when we are root PostgreSQL
+        # runs as an unprivileged user that must reach its data directory.
+        data = Path(tempfile.mkdtemp(prefix="hotline-test-pg-"))
+        server = EmbeddedPostgres(data)
         await server.start()
         url = server.url
     await upgrade(url)
     yield url
     if server is not None:
         await server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")

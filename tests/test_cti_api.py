@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 from prometheus_client.parser import text_string_to_metric_families
@@ -153,6 +154,28 @@ async def test_health_and_metrics_with_redis_down(pool):
             assert samples[("hotline_cti_store_up", (("store", "postgres"),))] == 1
     finally:
         await dead.aclose()
+
+
+async def test_live_picture_stays_up_while_postgres_is_down(redis, pg_url):
+    await seed_agents(redis)
+    await seed_live_calls(redis)
+    closed = await asyncpg.create_pool(pg_url, min_size=0, max_size=1)
+    await closed.close()
+    async with served(redis, closed) as client:
+        resp = await client.get("/api/live")
+        assert resp.status == 200
+        data = await resp.json()
+        assert data["waiting"] == 3 and data["agents"]["ready"] == 1
+        assert data["today"] is None                         # the wallboard shows "–", not an error
+        resp = await client.get("/api/health")
+        assert resp.status == 503 and await resp.json() == {"redis": True, "postgres": False}
+        for path in ("/api/calls", "/api/stats"):
+            resp = await client.get(path)
+            assert resp.status == 503 and (await resp.json())["error"] == "postgres unavailable"
+        m = metric_samples(await (await client.get("/metrics")).text())
+        assert m[("hotline_cti_store_up", (("store", "postgres"),))] == 0
+        assert m[("hotline_calls_waiting", (("queue", "general"),))] == 2
+        assert ("hotline_calls_offered_today", ()) not in m
 
 
 async def test_make_app_requires_decoded_redis(redis_url, pool):
