@@ -74,6 +74,8 @@ class AgentDirectory:
         self.redis = redis
         self.clock = clock
         self.agents: dict[str, Agent] = {}
+        self.dirty: set[str] = set()            # agents whose state Redis has not got yet
+        self.unsaved_rows: list[str] = []       # their history rows
 
     async def load(self) -> None:
         ids = await self.redis.smembers(Keys.agents)
@@ -102,31 +104,52 @@ class AgentDirectory:
             raise AgentError(f"unknown agent {agent_id!r}")
         return agent
 
-    async def transition(self, agent_id: str, new: AgentState, *, reason: str = "", call: str = "",
-                         pipe=None) -> Agent:
+    @staticmethod
+    def _write_state(pipe, agent: Agent) -> None:
+        pipe.hset(Keys.agent(agent.id), mapping={
+            "state": agent.state.value, "state_since": repr(agent.state_since), "reason": agent.reason,
+            "call": agent.call})
+        if agent.state == AgentState.READY:
+            pipe.zadd(Keys.ready, {agent.id: agent.state_since})
+        else:
+            pipe.zrem(Keys.ready, agent.id)
+
+    async def save_dirty(self) -> bool:
+        """Write states that Redis missed during an outage; True when nothing is left."""
+        if not self.dirty and not self.unsaved_rows:
+            return True
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for agent_id in self.dirty:
+                self._write_state(pipe, self.agents[agent_id])
+            if self.unsaved_rows:
+                pipe.rpush(Keys.outbox, *self.unsaved_rows)
+            await pipe.execute()
+        log.info("re-saved %d agent state(s) after a Redis outage", len(self.dirty))
+        self.dirty.clear()
+        self.unsaved_rows.clear()
+        return True
+
+    async def transition(self, agent_id: str, new: AgentState, *, reason: str = "", call: str = "") -> Agent:
         """Move an agent to ``new`` if the state machine allows it; log it to the outbox."""
         agent = self.get(agent_id)
         if new not in TRANSITIONS[agent.state] and new != agent.state:
             raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
         now = self.clock()
         agent.state, agent.state_since, agent.reason, agent.call = new, now, reason, call
-        own = pipe is None
-        if own:
-            pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(Keys.agent(agent_id), mapping={
-            "state": new.value, "state_since": repr(now), "reason": reason, "call": call})
-        if new == AgentState.READY:
-            pipe.zadd(Keys.ready, {agent_id: now})
-        else:
-            pipe.zrem(Keys.ready, agent_id)
-        pipe.rpush(Keys.outbox, outbox_row(
-            "agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
-            reason=reason or None, call_uniqueid=call or None, at=now))
-        pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent_id, "state": new.value,
-                                              "reason": reason, "call": call, "at": now}))
-        if own:
-            await pipe.execute()
-            await pipe.reset()
+        row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
+                         reason=reason or None, call_uniqueid=call or None, at=now)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._write_state(pipe, agent)
+                pipe.rpush(Keys.outbox, row)
+                pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent_id, "state": new.value,
+                                                      "reason": reason, "call": call, "at": now}))
+                await pipe.execute()
+        except Exception:
+            # Memory is the truth now; write it (and the history row) to Redis when it is back.
+            self.unsaved_rows.append(row)
+            self.dirty.add(agent_id)
+            raise
         log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
         return agent
 

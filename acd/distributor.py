@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from hotline.ami import AMIActionError, AMIError
 from hotline.keys import Keys
@@ -75,6 +76,8 @@ class Distributor:
         self._route_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self.decisions: list[dict[str, Any]] = []      # recent routing explanations
+        self._unsent: list[str] = []                    # finished records Redis could not take yet
+        self._resend: Optional[asyncio.Task] = None
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -98,8 +101,14 @@ class Distributor:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
         await self.wait_idle()
+        if self._resend is not None and not self._resend.done():
+            try:
+                await asyncio.wait_for(self._resend, timeout)
+            except asyncio.TimeoutError:
+                log.error("Redis still down at shutdown: %d call record(s) not saved: %s",
+                          len(self._unsent), self._unsent)
 
     # ---- AMI events ---------------------------------------------------------------------
     def on_newchannel(self, msg) -> None:
@@ -212,6 +221,9 @@ class Distributor:
             await self.agents.transition(agent_id, state, **kw)
         except AgentError as exc:
             log.warning("%s", exc)
+        except (RedisError, OSError) as exc:
+            log.warning("agent %s -> %s kept in memory until Redis is back: %s", agent_id, state.value, exc)
+            self._redis_failed()
         if state == AgentState.READY:
             self.schedule_routing()
 
@@ -232,14 +244,11 @@ class Distributor:
             where = {"waiting": AbandonedIn.QUEUE, "ringing": AbandonedIn.RINGING}.get(call.state, AbandonedIn.IVR)
             if call.state == "ivr" and not call.caller_hung_up:
                 outcome, where = CallOutcome.IVR_COMPLETED, None
-            agent = self.agents.agents.get(call.agent or "")
-            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
-                await self._transition(agent.id, AgentState.READY)
         ivr_path = None
         try:
             raw = await self.redis.get(Keys.ivr_path(call.uniqueid))
             ivr_path = json.loads(raw) if raw else None
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RedisError) as exc:
             log.warning("call %s: IVR path unreadable: %s", call.uniqueid, exc)
         record = CallRecord(
             uniqueid=call.uniqueid, linkedid=call.linkedid, line=call.line, caller_id=call.caller or None,
@@ -247,14 +256,44 @@ class Distributor:
             ended_at=ended_at, queue=call.queue, agent=call.agent if call.answered_at else None,
             outcome=outcome, abandoned_in=where, hangup_cause=cause, ring_attempts=call.ring_attempts,
             priority=call.priority, skills=call.skills or None, ivr_path=ivr_path)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(Keys.outbox, outbox_row("call", **record.to_json()))
-            pipe.delete(Keys.call(call.uniqueid))
-            pipe.srem(Keys.calls, call.uniqueid)
-            pipe.zrem(Keys.waiting, call.uniqueid)
-            pipe.publish(Keys.events, json.dumps({"type": "call_ended", "uniqueid": call.uniqueid,
-                                                  "outcome": outcome.value, "agent": record.agent}))
-            await pipe.execute()
+        row = outbox_row("call", **record.to_json())
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(Keys.outbox, row)
+                pipe.delete(Keys.call(call.uniqueid))
+                pipe.srem(Keys.calls, call.uniqueid)
+                pipe.zrem(Keys.waiting, call.uniqueid)
+                pipe.publish(Keys.events, json.dumps({"type": "call_ended", "uniqueid": call.uniqueid,
+                                                      "outcome": outcome.value, "agent": record.agent}))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Redis is down: the record waits in memory and is appended once Redis is back.
+            log.warning("call %s: record kept in memory until Redis is back (%s)", call.uniqueid, exc)
+            self._unsent.append(row)
+            self._redis_failed()
+        if outcome != CallOutcome.ANSWERED:
+            # The agent whose phone was ringing for this caller is free again.
+            agent = self.agents.agents.get(call.agent or "")
+            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+                await self._transition(agent.id, AgentState.READY)
+        self.schedule_routing()
+
+    def _redis_failed(self) -> None:
+        if self._resend is None or self._resend.done():
+            self._resend = asyncio.create_task(self._resend_records())
+
+    async def _resend_records(self, interval: float = 0.5) -> None:
+        """After a Redis outage: hand over the records and agent states kept in memory."""
+        while self._unsent or self.agents.dirty or self.agents.unsaved_rows:
+            await asyncio.sleep(interval)
+            try:
+                if self._unsent:
+                    await self.redis.rpush(Keys.outbox, *self._unsent)
+                    log.info("%d call record(s) handed to the outbox after a Redis outage", len(self._unsent))
+                    self._unsent.clear()
+                await self.agents.save_dirty()
+            except (RedisError, OSError):
+                continue
         self.schedule_routing()
 
     async def _save_call(self, call: LiveCall, new: bool = False) -> None:
@@ -265,12 +304,21 @@ class Distributor:
             await pipe.execute()
 
     async def _save_waiting(self, call: LiveCall, waiting: WaitingCall) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
-            pipe.zadd(Keys.waiting, {call.uniqueid: waiting.score})
-            pipe.publish(Keys.events, json.dumps({"type": "call_waiting", "uniqueid": call.uniqueid,
-                                                  "queue": call.queue, "caller": call.caller}))
-            await pipe.execute()
+        delay = 0.2
+        # The caller waits in Asterisk whatever happens; keep trying while they are still waiting.
+        while self.waiting.get(call.uniqueid) is waiting:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
+                    pipe.zadd(Keys.waiting, {call.uniqueid: waiting.score})
+                    pipe.publish(Keys.events, json.dumps({"type": "call_waiting", "uniqueid": call.uniqueid,
+                                                          "queue": call.queue, "caller": call.caller}))
+                    await pipe.execute()
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("call %s: cannot queue in Redis (%s); retrying", call.uniqueid, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         self.schedule_routing()
 
     # ---- routing ------------------------------------------------------------------------
