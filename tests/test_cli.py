@@ -58,3 +58,40 @@ def test_db_upgrade_on_embedded_postgres_then_nothing_left_running(tmp_path):
     # The embedded servers were stopped on exit: no process keeps the data directory.
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
+
+
+def test_demo_stops_cleanly_on_ctrl_c():
+    import select
+    import shutil
+    import signal
+    import tempfile
+    import time
+
+    data = tempfile.mkdtemp(prefix="hotline-test-demo-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update({"HOTLINE_DATA_DIR": data, "HOTLINE_AMI_PORT": str(free_port()),
+                "HOTLINE_AGI_PORT": str(free_port()), "HOTLINE_CTI_PORT": str(free_port())})
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "demo", "--rate", "60", "--agents", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        output, deadline = [], time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                line = proc.stdout.readline()
+                output.append(line)
+                if line.startswith("traffic:"):
+                    break
+        assert any(line.startswith("traffic:") for line in output), "".join(output) + proc.stderr.read()
+        assert any("wallboard" in line for line in output) and any("metrics" in line for line in output)
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        assert "summary (from PostgreSQL)" in stdout
+        leftover = subprocess.run(["pgrep", "-f", data], capture_output=True, text=True)
+        assert leftover.stdout.strip() == "", "embedded servers still running after Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(data, ignore_errors=True)
