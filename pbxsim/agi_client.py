@@ -2,9 +2,11 @@
 
 Recorded behaviour we reproduce (shared/asterisk/transcripts/03-fastagi-sessions.txt):
 the ``agi_*`` environment then an empty line; ``200 result=...`` replies; 510 for an
-unknown command and multi-line 520 for bad syntax; once the channel has hung up, a bare
-``HANGUP`` line before the next reply, 511 for media and channel commands, while GET/SET
-VARIABLE and NOOP still answer; with ``AGIEXITONHANGUP=yes`` the socket closes at once.
+unknown command and multi-line 520 for bad syntax; once the channel has hung up, one bare
+``HANGUP`` line (right after the reply of the command that saw the hang-up, so before the
+next reply), 511 for media and channel commands, while GET/SET VARIABLE and NOOP still
+answer; with ``AGIEXITONHANGUP=yes`` a second ``HANGUP`` and the socket closes at once.
+Every command, refused or not, is framed by AGIExecStart/AGIExecEnd events (03b).
 """
 from __future__ import annotations
 
@@ -24,9 +26,15 @@ log = logging.getLogger(__name__)
 
 AGI_VERSION = "22.10.1"
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine\n"
-# Commands that still work on a dead channel (res_agi marks them dead-safe).
+# Commands that still work on a dead channel: the "Dead: Yes" rows of `agi show commands`
+# (shared/asterisk/reference/agi-commands.txt). HANGUP and GOSUB are not among them.
 DEAD_SAFE = {"GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "NOOP", "VERBOSE", "DATABASE GET",
-             "DATABASE PUT", "DATABASE DEL", "HANGUP", "ASYNCAGI BREAK", "GOSUB"}
+             "DATABASE PUT", "DATABASE DEL", "DATABASE DELTREE", "EXEC", "ASYNCAGI BREAK",
+             "SPEECH DESTROY", "SPEECH UNLOAD GRAMMAR"}
+# Handlers that return RESULT_FAILURE when their result is -1: AGIExecEnd then says
+# "ResultCode: -1" / "Result: Failure" although the wire says "200 result=-1" (03b).
+FAILS_ON_MINUS_ONE = {"STREAM FILE", "CONTROL STREAM FILE", "WAIT FOR DIGIT", "GET OPTION", "SAY DIGITS",
+                      "SAY NUMBER", "RECORD FILE", "EXEC"}
 USAGE = {
     "STREAM FILE": [
         "Send the given file, allowing playback to be interrupted by the given digits, if any. Returns <literal>0</literal> if playback completes without a digit being pressed, or the ASCII numerical value of the digit if one was pressed, or <literal>-1</literal> on error or if the channel was disconnected. If musiconhold is playing before calling stream file it will be automatically stopped and will not be restarted after completion.",
@@ -92,6 +100,8 @@ class _Session:
         self.pbx, self.channel = pbx, channel
         self.reader, self.writer = reader, writer
         self.hangup_sent = False
+        # A command failed (RESULT_FAILURE) for another reason than a hang-up: AGISTATUS=FAILURE.
+        self.failed = False
         self.exit_on_hangup = channel.variables.get("AGIEXITONHANGUP", "").lower() in ("yes", "1", "true")
 
     def write(self, text: str) -> None:
@@ -172,34 +182,61 @@ async def run_fastagi(pbx: "PBX", channel: "Channel", url: str, args: list[str])
             if not line.strip():
                 continue
             reply = await _execute(pbx, session, line)
-            session.notice_hangup()
             session.write(reply)
+            # res_agi notices the hang-up as soon as the command that saw it returns: the
+            # HANGUP line follows that command's reply, before anything else (03, B-F).
+            exit_now = session.notice_hangup()
             await writer.drain()
-            if session.hangup_sent and session.exit_on_hangup:
+            if exit_now:
                 break
     except (ConnectionError, OSError):
         pass
     finally:
         writer.close()
+    # res_agi: FAILURE once a command failed on a live channel (session B of 03b: a missing
+    # file, although the channel hung up later), else HANGUP if the channel hung up, else SUCCESS.
+    if session.failed:
+        return "FAILURE"
     return "SUCCESS" if channel.alive else "HANGUP"
 
 
+def _exec_result(command: Optional[str], reply: str) -> tuple[str, str]:
+    """ResultCode and Result of AGIExecEnd, as res_agi derives them from the handler's return."""
+    code = reply[:3]
+    if code == "510":
+        return "510", "Invalid or unknown command"
+    if code == "520":
+        return "520", "Usage"
+    if code == "511":
+        return "511", DEAD[4:].rstrip("\n")
+    if command == "EXEC" and reply.startswith("200 result=-2"):
+        return "200", "Unknown Result"   # the unknown application's -2 is no RESULT_* value
+    if command in FAILS_ON_MINUS_ONE and reply.startswith("200 result=-1"):
+        return "-1", "Failure"
+    return "200", "Success"
+
+
 async def _execute(pbx: "PBX", session: _Session, line: str) -> str:
+    # Every command, even one refused with 510, 520 or 511, is framed by AGIExecStart and
+    # AGIExecEnd (03b).
     channel = session.channel
     words = parse_agi_args(line)
     command, args = _match_command(words) if words else (None, [])
-    if command is None:
-        return "510 Invalid or unknown command\n"
-    if len(args) < MIN_ARGS.get(command, 0):
-        usage = USAGE.get(command, [f"Usage: {command}"])
-        return "520-Invalid command syntax.  Proper usage follows:\n" + "".join(u + "\n" for u in usage) \
-            + "520 End of proper usage.\n"
-    if not channel.alive and command not in DEAD_SAFE:
-        return DEAD
     command_id = str(random.randint(1, 2**31 - 1))
     pbx.channel_event(channel, "AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
-    reply = await pbx.agi_command(channel, command, args)
+    if command is None:
+        reply = "510 Invalid or unknown command\n"
+    elif len(args) < MIN_ARGS.get(command, 0):
+        usage = USAGE.get(command, [f"Usage: {command}"])
+        reply = "520-Invalid command syntax.  Proper usage follows:\n" + "".join(u + "\n" for u in usage) \
+            + "520 End of proper usage.\n"
+    elif not channel.alive and command not in DEAD_SAFE:
+        reply = DEAD
+    else:
+        reply = await pbx.agi_command(channel, command, args)
+    result_code, result = _exec_result(command, reply)
+    if result_code == "-1" and (session.hangup_sent or (channel.alive and channel.redirect_to is None)):
+        session.failed = True
     pbx.channel_event(channel, "AGIExecEnd", "agi,all", [
-        ("CommandId", command_id), ("Command", line),
-        ("ResultCode", reply[:3]), ("Result", "Success" if reply.startswith("200") else "Failure")])
+        ("CommandId", command_id), ("Command", line), ("ResultCode", result_code), ("Result", result)])
     return reply

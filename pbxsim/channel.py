@@ -60,6 +60,8 @@ class Channel:
     task: Optional[asyncio.Task] = None
     # The other leg while Dial() is ringing or bridged.
     peer: Optional["Channel"] = None
+    # The other half of a Local channel pair (;1 <-> ;2): when one half ends, so does the other.
+    local_peer: Optional["Channel"] = None
     mixmonitors: int = 0
     # Who is told of this channel's events (a simulated caller), if anyone.
     listener: Any = None

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # What an application returns to the channel loop.
 NEXT, JUMPED, STOP = None, "jumped", "stop"
 
+# "core show version", in Asterisk's format (the build host says it is the simulator).
+VERSION_LINE = "Asterisk 22.10.1 built by pbxsim @ pbxsim on a x86_64 running Linux on 2026-11-22 03:26:14 UTC"
+
 
 class Phone(Protocol):
     """A SIP phone behind an endpoint (the simulated agents implement this)."""
@@ -164,6 +167,8 @@ class PBX:
         bare = name.lstrip("_")
         if channel is None:
             self.globals[bare] = value
+            self.emit("VarSet", "dialplan,all",
+                      [("Channel", "none"), ("Uniqueid", "none"), ("Variable", name), ("Value", value)])
             return
         channel.variables[bare] = value
         if name.startswith("_"):
@@ -197,13 +202,17 @@ class PBX:
         channel.task = self.spawn(self._run_channel(channel))
 
     def hangup_channel(self, channel: Channel, cause: int = 16, *, soft: bool = False) -> None:
-        """Ask a channel to hang up; its owner (dialplan loop or Dial) finishes it."""
+        """Ask a channel to hang up; its owner (dialplan loop or Dial) finishes it.
+
+        ``soft`` is AMI Hangup: Asterisk only raises the channel's soft-hangup flag, which
+        emits no event (02b, act-51/act-65); the ``SoftHangupRequest`` that follows comes from
+        the end of the channel's dialplan (see :meth:`_run_channel`). Otherwise it is the far
+        end's BYE: ``HangupRequest`` without a Cause, as chan_pjsip queues it (01).
+        """
         if not channel.alive:
             return
         channel.hangup_cause = cause
-        if soft:
-            self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", str(cause))])
-        else:
+        if not soft:
             self.channel_event(channel, "HangupRequest", "call,all")
         channel.interrupt.set()
 
@@ -225,6 +234,13 @@ class PBX:
             channel.hangup_cause = 16
         cause = channel.hangup_cause
         channel.variables["HANGUPCAUSE"] = str(cause)
+        other = channel.local_peer
+        if other is not None and other.alive:
+            # chan_local queues the hang-up on the other half with the cause (03b: ";1" gets
+            # HangupRequest Cause 16 when ";2" ends, and the other way round in 02b).
+            other.hangup_cause = cause
+            self.channel_event(other, "HangupRequest", "call,all", [("Cause", str(cause))])
+            other.interrupt.set()
         self.channel_event(channel, "Hangup", "call,all",
                            [("Cause", str(cause)), ("Cause-txt", HANGUP_CAUSES.get(cause, "Unknown"))])
         if channel.endpoint:
@@ -240,6 +256,9 @@ class PBX:
         finally:
             if channel.alive:
                 channel.hangup_cause = channel.hangup_cause or 16
+            # Asterisk's pbx loop ends with a soft hang-up (flag AST_SOFTHANGUP_APPUNLOAD = 16)
+            # before the h extension, whatever ended it (01, 02b, 03b).
+            self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "16")])
             await self._run_h_extension(channel)
             self._finish(channel)
 
@@ -395,7 +414,8 @@ class PBX:
             await self._answer(channel)
             return "200 result=0\n"
         if command == "HANGUP":
-            self.hangup_channel(channel, 16, soft=True)
+            self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "32")])
+            self.hangup_channel(channel, 0, soft=True)
             return "200 result=1\n"
         if command == "NOOP":
             return "200 result=0\n"
@@ -416,11 +436,18 @@ class PBX:
                 "CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH")
             return f"200 result=1 ({value})\n" if known else "200 result=0\n"
         if command == "SET CALLERID":
-            match = re.match(r'^\s*"?([^"<]*)"?\s*<([^>]*)>\s*$', args[0])
+            # Only the first argument counts: 'SET CALLERID "IVR Test" <5551234>' sets the name
+            # "IVR Test" and no number (the recorded NewCallerid says CallerIDNum <unknown>).
+            match = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>\s*$', args[0])
             if match:
-                channel.caller_name, channel.caller_num = match.group(1).strip(), match.group(2)
+                name, num = match.group(1).strip(), match.group(2).strip()
+            elif re.fullmatch(r"[0-9+*#()\- .]+", args[0].strip()):
+                name, num = "", args[0].strip()
             else:
-                channel.caller_num = args[0]
+                name, num = args[0].strip(), ""
+            channel.caller_name, channel.caller_num = name or "<unknown>", num or "<unknown>"
+            self.channel_event(channel, "NewCallerid", "call,all",
+                               [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
             return "200 result=1\n"
         if command == "SET MUSIC":
             return "200 result=0\n"
@@ -442,6 +469,9 @@ class PBX:
             outcome, endpos = await self.play(channel, args[0], args[1] if len(args) > 1 else "")
             if outcome == "missing":
                 return "200 result=-1 endpos=0\n"
+            if command == "STREAM FILE":
+                # res_agi: PLAYBACKSTATUS is SUCCESS only when the file played to its end (01, 03b).
+                self.set_variable(channel, "PLAYBACKSTATUS", "SUCCESS" if outcome == "ok" else "FAILED")
             if outcome == "hangup":
                 return f"200 result=-1 endpos={endpos}\n"
             if outcome == "ok":
@@ -648,10 +678,10 @@ class PBX:
         args = split_args(data)
         url = args[0]
         if not url.startswith("agi://"):
-            channel.variables["AGISTATUS"] = "FAILURE"
+            self.set_variable(channel, "AGISTATUS", "FAILURE")
             return NEXT
         status = await run_fastagi(self, channel, url, args[1:])
-        channel.variables["AGISTATUS"] = status
+        self.set_variable(channel, "AGISTATUS", status)
         if status == "HANGUP" or not channel.alive:
             return STOP
         return NEXT
@@ -659,7 +689,7 @@ class PBX:
     async def _app_mixmonitor(self, channel: Channel, data: str) -> Optional[str]:
         args = split_args(data)
         channel.mixmonitors += 1
-        channel.variables["MIXMONITOR_FILENAME"] = args[0]
+        self.set_variable(channel, "MIXMONITOR_FILENAME", args[0])
         self.channel_event(channel, "MixMonitorStart", "call,all")
         self._write_wav(Path(args[0]), 0)
         return NEXT
@@ -693,6 +723,10 @@ class PBX:
         call = IncomingCall(self, peer, channel)
         peer.exten = channel.exten
         self.set_state(peer, ChannelState.RINGING)
+        # The outgoing leg's own events while it rings, as in 01 (there AppQueue; Dial is AppDial).
+        self.channel_event(peer, "Newexten", "dialplan,all",
+                           [("Extension", peer.exten), ("Application", "AppDial"), ("AppData", "(Outgoing Line)")])
+        self.channel_event(peer, "NewConnectedLine", "call,all")
         self.channel_event(channel, "DialState", "call,all", [*peer.snapshot("Dest"), ("DialStatus", "RINGING")])
         self.device_state(peer, "RINGING")
         endpoint.phone.ring(call)
@@ -726,13 +760,13 @@ class PBX:
         return "NOANSWER"
 
     async def _bridge(self, channel: Channel, peer: Channel, call: IncomingCall, options: str) -> Optional[str]:
+        self.device_state(peer, "INUSE")
         bridge = Bridge()
         self.emit("BridgeCreate", "call,all", bridge.headers())
         for member in (peer, channel):
             bridge.channels.append(member)
             member.bridge = bridge
             self._bridge_event(member, "BridgeEnter", bridge)
-        self.device_state(peer, "INUSE")
         # Talk until one side hangs up.
         first = asyncio.ensure_future(channel.interrupt.wait())
         second = asyncio.ensure_future(peer.interrupt.wait())
@@ -809,6 +843,7 @@ class PBX:
             channels = list(self.channels.values())
         reply.list_start("Channel status will follow")
         now = time.time()
+        fmt = lambda c: "slin" if c.tech == "Local" else "ulaw"
         for channel in channels:
             reply.list_event("Status", [
                 ("Privilege", "Call"), *channel.snapshot(), ("Type", channel.tech), ("DNID", channel.dnid),
@@ -816,8 +851,8 @@ class PBX:
                 ("EffectiveConnectedLineName", channel.connected_name), ("TimeToHangup", "0"),
                 ("BridgeID", channel.bridge.uniqueid if channel.bridge else ""),
                 ("Application", channel.application), ("Data", channel.app_data),
-                ("Nativeformats", "(ulaw)"), ("Readformat", "ulaw"), ("Readtrans", ""),
-                ("Writeformat", "ulaw"), ("Writetrans", ""), ("Callgroup", "0"), ("Pickupgroup", "0"),
+                ("Nativeformats", f"({fmt(channel)})"), ("Readformat", fmt(channel)), ("Readtrans", ""),
+                ("Writeformat", fmt(channel)), ("Writetrans", ""), ("Callgroup", "0"), ("Pickupgroup", "0"),
                 ("Seconds", str(int(now - channel.created_at)))], action_id_last=True)
         reply.list_complete("StatusComplete", len(channels), ("Items", str(len(channels))))
 
@@ -882,14 +917,15 @@ class PBX:
     async def _ami_command(self, reply: Reply, fields: dict, raw: Headers) -> None:
         command = fields.get("command", "").strip()
         if command == "core show version":
-            output = ["Asterisk 22.10.1 (simulated PBX)"]
+            output = [VERSION_LINE]
         elif command == "core show channels concise":
             output = ["!".join([c.name, c.context, c.exten, str(c.priority), ChannelState.DESC[c.state],
                                 c.application, c.app_data, c.caller_num, "", "", "3", "0", "", c.uniqueid])
                       for c in self.channels.values()]
         else:
+            best = " ".join(command.split()[:2])
             reply.send([("Response", "Error"), ("Message", "Command output follows"),
-                        ("Output", f"No such command '{command}' (type 'core show help {command}' for other possible commands)")])
+                        ("Output", f"No such command '{command}' (type 'core show help {best}' for other possible commands)")])
             return
         reply.send([("Response", "Success"), ("Message", "Command output follows"),
                     *[("Output", line) for line in output]])
@@ -907,6 +943,9 @@ class PBX:
     async def _ami_stopmixmonitor(self, reply: Reply, fields: dict, raw: Headers) -> None:
         channel = self._channel_or_error(reply, fields)
         if channel is None:
+            return
+        if not channel.mixmonitors:
+            reply.error("Could not stop monitoring channel")
             return
         await self._app_stopmixmonitor(channel, "")
         reply.success()
@@ -955,6 +994,7 @@ class PBX:
                     return None
                 channel = self.new_channel("PJSIP", resource, context or endpoint.context, exten or "s",
                                            caller_num=caller_num, caller_name=caller_name)
+                channel.connected_num, channel.connected_name = caller_num, caller_name
                 for item in variables:
                     key, _, value = item.partition("=")
                     channel.variables[key] = value
@@ -980,8 +1020,13 @@ class PBX:
                 base = f"Local/{resource}-{next(self._channel_seq):08x}"
                 one = self.new_channel("Local", "", context or local_context, exten or local_exten,
                                        caller_num=caller_num, caller_name=caller_name, name=base + ";1")
+                # ";2" is the incoming side: it starts ringing (02b/03b Newchannel: 4 Ring).
                 two = self.new_channel("Local", "", local_context, local_exten, caller_num=caller_num,
-                                       caller_name=caller_name, linkedid=one.linkedid, name=base + ";2")
+                                       caller_name=caller_name, linkedid=one.linkedid, name=base + ";2",
+                                       state=ChannelState.RING)
+                one.local_peer, two.local_peer = two, one
+                for half in (one, two):
+                    half.connected_num, half.connected_name = caller_num, caller_name
                 for item in variables:
                     key, _, value = item.partition("=")
                     one.variables[key] = value
