@@ -1,6 +1,6 @@
 """Test helpers for FastAGI: the recorded Asterisk 22 transcripts and a fake Asterisk.
 
-``03-fastagi-sessions.txt`` (in the shared folder beside the repository) shows
+``03-fastagi-sessions.txt`` (recorded on a real Asterisk, kept in pbxsim/recorded) shows
 each FastAGI session line by line as ``HH:MM:SS.mmm <<< 'repr'`` (Asterisk to
 the AGI server) or ``>>> 'repr'`` (AGI server to Asterisk), with ``##`` notes.
 :func:`load_sessions` turns it into :class:`TranscriptSession` objects;
@@ -18,6 +18,8 @@ from typing import Optional
 
 import pytest
 
+from pbxsim.recorded import RECORDED
+
 __all__ = [
     "SHARED",
     "TRANSCRIPT",
@@ -33,9 +35,9 @@ __all__ = [
     "FakeAsterisk",
 ]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TRANSCRIPT = SHARED / "asterisk" / "transcripts" / "03-fastagi-sessions.txt"
-AGI_COMMANDS_DOC = SHARED / "asterisk" / "reference" / "agi-commands.txt"
+SHARED = RECORDED  # the recordings of a real Asterisk, kept in pbxsim/recorded
+TRANSCRIPT = RECORDED / "transcripts" / "03-fastagi-sessions.txt"
+AGI_COMMANDS_DOC = RECORDED / "reference" / "agi-commands.txt"
 
 FROM_ASTERISK = "<<<"
 TO_ASTERISK = ">>>"
@@ -117,7 +119,7 @@ def load_sessions(path: Path = TRANSCRIPT) -> dict[str, TranscriptSession]:
 
 
 def require_sessions() -> dict[str, TranscriptSession]:
-    """The transcript sessions, or skip the test when the shared folder is not there."""
+    """The transcript sessions, or skip the test when the recordings are not there."""
     if not TRANSCRIPT.is_file():
         pytest.skip(f"FastAGI transcript not found: {TRANSCRIPT}")
     return load_sessions()

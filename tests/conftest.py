@@ -15,7 +15,6 @@ from hotline.db import upgrade
 from hotline.embedded import EmbeddedPostgres, EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 import pytest
 
+from pbxsim.recorded import RECORDED
 from pbxsim.asterisk_conf import (
     AsteriskConf,
     ConfError,
@@ -15,7 +17,7 @@ from pbxsim.asterisk_conf import (
     split_app,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "asterisk"
+SHARED = RECORDED
 REFERENCE_CONFIG = SHARED / "config-reference"
 
 needs_reference = pytest.mark.skipif(

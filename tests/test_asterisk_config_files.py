@@ -3,7 +3,7 @@
 Docker and Asterisk do not run here, so what Asterisk would refuse or misread must be caught
 by these tests: syntax, module names, dialplan applications and jumps, PJSIP object links,
 and the AMI account's privileges, using the documentation printed by the Asterisk 22.10.1 in
-/work/shared/asterisk/reference/.
+pbxsim/recorded/reference/ (recorded on a real Asterisk 22).
 """
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
+
 from typing import Optional
 
 import pytest
 
+from pbxsim.recorded import RECORDED
 from pbxsim.asterisk_conf import AsteriskConf, DialplanLine, Section, load_conf, parse_dialplan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "asterisk-config"
-SHARED = ROOT.parent / "shared" / "asterisk"
+SHARED = RECORDED
 REFERENCE = SHARED / "reference"
 
 needs_reference = pytest.mark.skipif(

@@ -34,7 +34,7 @@ EVENT_DOCS = ASTERISK_SHARED / "reference" / "ami-event-docs.txt"
 
 if not TRANSCRIPTS.is_dir() or not REFERENCE_CONFIG.is_dir():
     pytest.skip(f"recorded Asterisk transcripts or config not found under {ASTERISK_SHARED} "
-                "(the shared folder is expected next to the repository)", allow_module_level=True)
+                "(they are kept in pbxsim/recorded)", allow_module_level=True)
 
 from pbxsim.scenario import Scenario  # noqa: E402
 from pbxsim.simulator import Simulator, SimulatorConfig  # noqa: E402
