@@ -119,7 +119,24 @@ class Simulator:
                          self.scenario.answer_delay_s, self.scenario.no_answer_share)
         endpoint.phone = phone
         self.phones[ext] = phone
+        self._contact(ext, "Created")
         return phone
+
+    def unregister_phone(self, ext: str) -> None:
+        """The phone's REGISTER expires or is removed: calls to it fail with CHANUNAVAIL."""
+        endpoint = self.pbx.endpoints.get(ext)
+        if endpoint is not None and endpoint.phone is not None:
+            endpoint.phone = None
+            self.phones.pop(ext, None)
+            self._contact(ext, "Removed")
+
+    def _contact(self, ext: str, status: str) -> None:
+        # What chan_pjsip reports when a contact is added or removed by REGISTER.
+        self.pbx.emit("ContactStatus", "system,all", [
+            ("URI", f"sip:{ext}@127.0.0.1:5060"), ("ContactStatus", status), ("AOR", ext),
+            ("EndpointName", ext), ("RoundtripUsec", "0")])
+        self.pbx.emit("DeviceStateChange", "call,all", [
+            ("Device", f"PJSIP/{ext}"), ("State", "NOT_INUSE" if status != "Removed" else "UNAVAILABLE")])
 
     def place_call(self, plan: Optional[CallerPlan] = None) -> SimCaller:
         plan = plan or CallerPlan.draw(self.scenario, self.rng)

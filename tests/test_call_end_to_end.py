@@ -132,3 +132,27 @@ async def test_many_calls_match_the_ground_truth(redis, pool, redis_url, pg_url,
             assert row["wait_s"] == pytest.approx(truth[uid]["wait_s"], abs=0.1)
     # Every call ended with its agent back to ready: nobody stuck in the wrong state.
     assert {a.state for a in acd.agents.agents.values()} == {AgentState.READY}
+
+
+async def test_unregistered_phone_sends_the_call_to_the_next_agent(redis, pool, redis_url, pg_url, tmp_path):
+    agents = (("1001", {"mandarin": 5}), ("1002", {"mandarin": 5}))
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=agents) as (sim, acd):
+        sim.unregister_phone("1001")          # longest idle, but its phone is gone
+        caller = sim.place_call(plan(talk=0.2))
+        await asyncio.wait_for(caller.done.wait(), 10)
+        assert acd.agents.get("1001").state == AgentState.NOT_READY
+        assert acd.agents.get("1001").reason == "no_answer"
+    row = (await records(pool))[caller.channel.uniqueid]
+    assert row["outcome"] == "answered" and row["agent"] == "1002"
+
+
+async def test_ring_no_answer_requeues_and_another_agent_answers(redis, pool, redis_url, pg_url, tmp_path):
+    agents = (("1001", {"mandarin": 5}), ("1002", {"mandarin": 5}))
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=agents) as (sim, acd):
+        sim.phones["1001"].no_answer_share = 1.0   # 1001 lets it ring out (15 s, 20x faster here)
+        caller = sim.place_call(plan(talk=0.2, patience=30))
+        await asyncio.wait_for(caller.done.wait(), 15)
+    row = (await records(pool))[caller.channel.uniqueid]
+    assert (row["outcome"], row["agent"], row["ring_attempts"]) == ("answered", "1002", 2)
+    truth = sim.truth.records[0]
+    assert row["wait_s"] == pytest.approx(truth["wait_s"], abs=0.1) and truth["wait_s"] >= 15 / 20
