@@ -131,9 +131,15 @@ def services(config: Optional[Path] = ConfigOption) -> None:
     _run(run_services(settings))
 
 
-@app.command()
-def ivr(config: Optional[Path] = ConfigOption) -> None:
+ivr_app = typer.Typer(help="The FastAGI IVR: run it (no subcommand) or check menu files.")
+app.add_typer(ivr_app, name="ivr")
+
+
+@ivr_app.callback(invoke_without_command=True)
+def ivr(ctx: typer.Context, config: Optional[Path] = ConfigOption) -> None:
     """Run only the FastAGI IVR server."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = _settings(config)
     _logging(settings.log_level)
     from .services import run_one
@@ -186,6 +192,22 @@ def pbxsim(
     from .simulation import run_simulator
 
     _run(run_simulator(settings, chosen, sim_log))
+
+
+@bench_app.command("ivr", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_ivr(ctx: typer.Context) -> None:
+    """FastAGI IVR turnaround under ~1,000 concurrent sessions, beside panoramisk's FastAGI."""
+    from bench import ivr as bench_ivr_module
+
+    bench_ivr_module.main(list(ctx.args))
+
+
+@bench_app.command("acd", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_acd(ctx: typer.Context) -> None:
+    """ACD routing decisions per second and latency on a real redis-server (--processes N)."""
+    from bench import acd as bench_acd_module
+
+    bench_acd_module.main(list(ctx.args))
 
 
 @bench_app.command("ami")
