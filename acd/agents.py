@@ -63,6 +63,11 @@ class Agent:
                    float(data.get("state_since") or 0), data.get("reason", ""), data.get("call", ""))
 
 
+def busy_day(now: float) -> str:
+    """The local day whose busy seconds the ``least_occupied`` strategy compares."""
+    return time.strftime("%Y%m%d", time.localtime(now))
+
+
 def outbox_row(kind: str, **fields: Any) -> str:
     return json.dumps({"kind": kind, **fields}, ensure_ascii=False)
 
@@ -85,18 +90,51 @@ class AgentDirectory:
             if data:
                 self.agents[agent_id] = Agent.from_redis(agent_id, data)
 
+    async def reload(self, agent_id: str) -> Optional[Agent]:
+        """Read one agent from Redis (added or changed by another process or the API)."""
+        data = await self.redis.hgetall(Keys.agent(agent_id))
+        if not data:
+            self.agents.pop(agent_id, None)
+            return None
+        agent = Agent.from_redis(agent_id, data)
+        self.agents[agent_id] = agent
+        return agent
+
     async def upsert(self, agent_id: str, name: str, team: str, skills: dict[str, int]) -> Agent:
         if not valid_name(agent_id) or not agent_id.isdigit():
             raise AgentError(f"agent id must be the agent's numeric extension, got {agent_id!r}")
+        for skill, level in skills.items():
+            if not valid_name(skill) or isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
+                raise AgentError(f"agent {agent_id}: skill {skill!r} must be a name with a level 1..10, got {level!r}")
+        if not valid_name(team):
+            raise AgentError(f"agent {agent_id}: team must be letters, digits, '-' or '_', got {team!r}")
         agent = self.agents.get(agent_id) or Agent(agent_id, name, state_since=self.clock())
+        old_skills = set(agent.skills)
         agent.name, agent.team, agent.skills = name, team, dict(skills)
         self.agents[agent_id] = agent
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(Keys.agents, agent_id)
             pipe.hset(Keys.agent(agent_id), mapping=agent.to_redis())
+            for skill in old_skills - set(skills):      # the skill indexes follow at once, no restart
+                pipe.zrem(Keys.ready_skill(skill), agent_id)
+            self._write_state(pipe, agent)
             pipe.rpush(Keys.outbox, outbox_row("agent", id=agent_id, name=name, team=team, skills=skills))
             await pipe.execute()
         return agent
+
+    async def remove(self, agent_id: str) -> None:
+        """Delete an agent who is logged out (its history stays in PostgreSQL)."""
+        agent = self.get(agent_id)
+        if agent.state != AgentState.LOGGED_OUT:
+            raise AgentError(f"agent {agent_id} is {agent.state.value}: log the agent out first")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(Keys.agents, agent_id)
+            pipe.delete(Keys.agent(agent_id))
+            pipe.zrem(Keys.ready, agent_id)
+            for skill in agent.skills:
+                pipe.zrem(Keys.ready_skill(skill), agent_id)
+            await pipe.execute()
+        self.agents.pop(agent_id, None)
 
     def get(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
@@ -111,8 +149,12 @@ class AgentDirectory:
             "call": agent.call})
         if agent.state == AgentState.READY:
             pipe.zadd(Keys.ready, {agent.id: agent.state_since})
+            for skill, level in agent.skills.items():
+                pipe.zadd(Keys.ready_skill(skill), {agent.id: level})
         else:
             pipe.zrem(Keys.ready, agent.id)
+            for skill in agent.skills:
+                pipe.zrem(Keys.ready_skill(skill), agent.id)
 
     async def save_dirty(self) -> bool:
         """Write states that Redis missed during an outage; True when nothing is left."""
@@ -135,12 +177,17 @@ class AgentDirectory:
         if new not in TRANSITIONS[agent.state] and new != agent.state:
             raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
         now = self.clock()
+        busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
         agent.state, agent.state_since, agent.reason, agent.call = new, now, reason, call
         row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
                          reason=reason or None, call_uniqueid=call or None, at=now)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 self._write_state(pipe, agent)
+                if busy > 0:       # "least occupied today" compares these
+                    day = Keys.busy(busy_day(now))
+                    pipe.hincrbyfloat(day, agent_id, busy)
+                    pipe.expire(day, 3 * 86400)
                 pipe.rpush(Keys.outbox, row)
                 pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent_id, "state": new.value,
                                                       "reason": reason, "call": call, "at": now}))
@@ -153,9 +200,31 @@ class AgentDirectory:
         log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
         return agent
 
-    async def record_claimed(self, agent: Agent) -> None:
-        """The routing script reserved this agent in Redis; keep its history complete."""
+    def ready_step(self, agent_id: str, now: float) -> tuple[str, str, float]:
+        """What the router's script writes when it makes the agent ready (history row, event,
+        busy seconds); refused like :meth:`transition` if READY may not follow."""
+        agent = self.get(agent_id)
+        if AgentState.READY not in TRANSITIONS[agent.state] and agent.state != AgentState.READY:
+            raise AgentError(f"agent {agent_id}: {agent.state.value} -> ready is not allowed")
+        busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
+        row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state="ready",
+                         reason=None, call_uniqueid=None, at=now)
+        event = json.dumps({"type": "agent", "agent": agent_id, "state": "ready", "reason": "", "call": "", "at": now})
+        return row, event, busy
+
+    def became_ready(self, agent_id: str, now: float) -> Agent:
+        """The router's script made the agent ready (and may have reserved it at once)."""
+        agent = self.get(agent_id)
+        agent.state, agent.state_since, agent.reason, agent.call = AgentState.READY, now, "", ""
+        log.info("agent %s -> ready", agent_id)
+        return agent
+
+    async def record_claimed(self, agent: Agent, explanation: Optional[dict] = None) -> None:
+        """The routing script reserved this agent in Redis; keep its history (and why) complete."""
         async with self.redis.pipeline(transaction=False) as pipe:
+            if explanation is not None:
+                pipe.lpush(Keys.decisions, json.dumps(explanation, ensure_ascii=False))
+                pipe.ltrim(Keys.decisions, 0, 499)
             pipe.rpush(Keys.outbox, outbox_row(
                 "agent_state", event_id=str(uuid.uuid4()), agent_id=agent.id, state=agent.state.value,
                 reason=None, call_uniqueid=agent.call or None, at=agent.state_since))

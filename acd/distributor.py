@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from redis.asyncio import Redis
@@ -21,7 +21,8 @@ from hotline.keys import Keys
 from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, SkillError, parse_skills, valid_name
 
 from .agents import AgentDirectory, AgentError, outbox_row
-from .router import Router, WaitingCall, routing_score
+from .queues import QueueBook
+from .router import Decision, Router, WaitingCall
 
 __all__ = ["Distributor", "LiveCall"]
 
@@ -52,20 +53,42 @@ class LiveCall:
     answered_at: Optional[float] = None
     ring_attempts: int = 0
     caller_hung_up: bool = False
+    bucket: str = ""                   # the waiting-call bucket it was queued in (acd/router.py)
 
     def to_redis(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_redis(cls, data: dict[str, str]) -> "LiveCall":
+        opt = lambda name: float(data[name]) if data.get(name) else None
+        return cls(data["uniqueid"], data.get("channel", ""), data.get("linkedid", ""), data.get("line") or "main",
+                   data.get("caller", ""), float(data["arrived_at"]), opt("queued_at"), data.get("queue") or None,
+                   data.get("skills", ""), int(data.get("priority") or 0), data.get("state") or "ivr",
+                   data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
+                   data.get("caller_hung_up") == "True", data.get("bucket", ""))
+
+
+def _duration(text: str) -> float:
+    """AMI Duration ``HH:MM:SS`` in seconds (0 if unreadable)."""
+    try:
+        hours, minutes, seconds = (int(part) for part in text.split(":"))
+    except ValueError:
+        return 0.0
+    return hours * 3600 + minutes * 60 + seconds
 
 
 class Distributor:
     def __init__(self, ami, redis: Redis, agents: AgentDirectory, *, inbound_contexts=("from-trunk",),
                  enterprise_numbers=("123451",), wrapup_s: float = 5.0, default_queue: str = "general",
-                 connect_context: str = "hotline-connect", clock=time.time) -> None:
+                 connect_context: str = "hotline-connect", queues: Optional[QueueBook] = None,
+                 clock=time.time) -> None:
         self.ami = ami
         self.redis = redis
         self.agents = agents
-        self.router = Router(redis)
+        self.router = Router(redis, queues, clock=clock)
         self.inbound_contexts = set(inbound_contexts)
+        # Where a caller's channel can be while the ACD follows it (recovery adopts these).
+        self.caller_contexts = self.inbound_contexts | {"hotline-inbound", "hotline-wait", connect_context}
         self.enterprise_numbers = set(enterprise_numbers)
         self.wrapup_s = wrapup_s
         self.default_queue = default_queue
@@ -74,6 +97,9 @@ class Distributor:
         self.calls: dict[str, LiveCall] = {}
         self.waiting: dict[str, WaitingCall] = {}
         self._route_scheduled = False
+        self._to_offer: list[str] = []                  # agents just freed, offered in order
+        self._wrapup_until: dict[str, float] = {}       # agent -> when its wrap-up ends
+        self._offer_scheduled = False
         self._tasks: set[asyncio.Task] = set()
         self.decisions: list[dict[str, Any]] = []      # recent routing explanations
         self._unsent: list[str] = []                    # finished records Redis could not take yet
@@ -86,6 +112,7 @@ class Distributor:
                               ("BridgeEnter", self.on_bridgeenter), ("HangupRequest", self.on_hangup_request),
                               ("Hangup", self.on_hangup)):
             self.ami.on_event(name, handler)
+        self.ami.on_connected(self._reconnected)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -126,6 +153,9 @@ class Distributor:
 
     def on_userevent(self, msg) -> None:
         name = msg.get("UserEvent")
+        if name == "HotlineAgent":
+            self._agent_feature_code(msg)
+            return
         call = self.calls.get(msg.get("Uniqueid", ""))
         if call is None:
             return
@@ -133,6 +163,28 @@ class Distributor:
             self._enqueue(call, msg)
         elif name == "HotlineRingNoAnswer":
             self._agent_missed(call, msg.get("Agent", ""), msg.get("DialStatus", ""))
+
+    _REASON_DIGITS = {"1": "break", "2": "meal", "3": "training", "4": "meeting"}
+
+    def _agent_feature_code(self, msg) -> None:
+        """*41 log in, *42 log out, *43 ready, *44N not ready, dialled on the agent's own phone."""
+        agent_id, action = msg.get("Agent", ""), msg.get("Action", "")
+        # Only the agent's own phone, in the agents' context, speaks for the agent.
+        if msg.get("Context") != "agents" or not msg.get("Channel", "").startswith(f"PJSIP/{agent_id}-"):
+            log.warning("feature code from %s ignored (agent %r)", msg.get("Channel"), agent_id)
+            return
+        agent = self.agents.agents.get(agent_id)
+        if agent is None:
+            log.warning("feature code %s from unknown agent %r", action, agent_id)
+            return
+        if action == "login" and agent.state == AgentState.LOGGED_OUT or action == "ready":
+            self._spawn(self.free_agent(agent_id))
+        elif action == "logout":
+            self._spawn(self._transition(agent_id, AgentState.LOGGED_OUT))
+        elif action == "not_ready" and msg.get("Reason") in self._REASON_DIGITS:
+            self._spawn(self._transition(agent_id, AgentState.NOT_READY, reason=self._REASON_DIGITS[msg["Reason"]]))
+        else:
+            log.warning("agent %s: feature code %s not understood", agent_id, action)
 
     def _enqueue(self, call: LiveCall, msg) -> None:
         queue = msg.get("Queue") or self.default_queue
@@ -155,6 +207,7 @@ class Distributor:
         call.skills = "+".join(f"{k}:{v}" for k, v in skills.items())
         # A call coming back (agent did not answer) keeps its original place: head of its priority.
         waiting = WaitingCall(call.uniqueid, call.channel, queue, skills, priority, call.queued_at)
+        call.bucket = waiting.bucket
         self.waiting[call.uniqueid] = waiting
         self._spawn(self._save_waiting(call, waiting))
 
@@ -225,16 +278,58 @@ class Distributor:
             log.warning("agent %s -> %s kept in memory until Redis is back: %s", agent_id, state.value, exc)
             self._redis_failed()
         if state == AgentState.READY:
-            self.schedule_routing()
+            self.offer_agent(agent_id)
+
+    def wrapup_for(self, agent_id: str) -> float:
+        agent = self.agents.agents.get(agent_id)
+        team = agent.team if agent is not None else ""
+        return self.router.queues.wrapup_s.get(team, self.wrapup_s)
+
+    def extend_wrapup(self, agent_id: str, seconds: float) -> float:
+        """The agent needs longer to finish the ticket: push the end of wrap-up back."""
+        agent = self.agents.get(agent_id)
+        if agent.state != AgentState.WRAPUP or agent_id not in self._wrapup_until:
+            raise AgentError(f"agent {agent_id} is {agent.state.value}, not in wrap-up")
+        self._wrapup_until[agent_id] += seconds
+        return self._wrapup_until[agent_id]
 
     async def _start_wrapup(self, agent_id: str) -> None:
         await self._transition(agent_id, AgentState.WRAPUP)
         since = self.agents.get(agent_id).state_since
-        await asyncio.sleep(self.wrapup_s)
-        agent = self.agents.agents.get(agent_id)
-        # Only if nothing else happened to this agent meanwhile (extension, logout, ...).
-        if agent is not None and agent.state == AgentState.WRAPUP and agent.state_since == since:
-            await self._transition(agent_id, AgentState.READY)
+        self._wrapup_until[agent_id] = since + self.wrapup_for(agent_id)
+        try:
+            while True:
+                left = self._wrapup_until[agent_id] - self.clock()
+                if left > 0:
+                    await asyncio.sleep(left)
+                agent = self.agents.agents.get(agent_id)
+                # Only if nothing else happened to this agent meanwhile (logout, not ready, ...).
+                if agent is None or agent.state != AgentState.WRAPUP or agent.state_since != since:
+                    return
+                if self._wrapup_until[agent_id] <= self.clock():
+                    break
+        finally:
+            if self._wrapup_until.get(agent_id) is not None and self.agents.agents.get(agent_id) is not None \
+                    and self.agents.agents[agent_id].state_since == since:
+                self._wrapup_until.pop(agent_id, None)
+        await self.free_agent(agent_id)
+
+    async def free_agent(self, agent_id: str) -> None:
+        """The agent becomes ready and is offered the best waiting call in one script."""
+        now = self.clock()
+        try:
+            step = self.agents.ready_step(agent_id, now)
+        except AgentError as exc:
+            log.warning("%s", exc)
+            return
+        try:
+            decision = await self.router.offer(agent_id, self.agents.get(agent_id).skills, now, becoming_ready=step)
+        except (RedisError, OSError):
+            await self._transition(agent_id, AgentState.READY)      # kept in memory, saved later
+            return
+        self.agents.became_ready(agent_id, now)
+        if decision is not None:
+            await self._assigned(decision)
 
     async def _finish(self, call: LiveCall, ended_at: float, cause: Optional[int]) -> None:
         if call.answered_at is not None:
@@ -263,6 +358,8 @@ class Distributor:
                 pipe.delete(Keys.call(call.uniqueid))
                 pipe.srem(Keys.calls, call.uniqueid)
                 pipe.zrem(Keys.waiting, call.uniqueid)
+                if call.bucket:
+                    await self.router.withdraw(pipe, call.uniqueid, call.bucket)
                 pipe.publish(Keys.events, json.dumps({"type": "call_ended", "uniqueid": call.uniqueid,
                                                       "outcome": outcome.value, "agent": record.agent}))
                 await pipe.execute()
@@ -310,20 +407,187 @@ class Distributor:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
-                    pipe.zadd(Keys.waiting, {call.uniqueid: waiting.score})
                     pipe.publish(Keys.events, json.dumps({"type": "call_waiting", "uniqueid": call.uniqueid,
                                                           "queue": call.queue, "caller": call.caller}))
                     await pipe.execute()
+                # One script: the best ready agent by the queue's strategy, or a place in the queue.
+                decision = await self.router.arrive(waiting)
                 break
             except (RedisError, OSError) as exc:
                 log.warning("call %s: cannot queue in Redis (%s); retrying", call.uniqueid, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        else:
+            return
+        if decision is not None:
+            await self._assigned(decision)
+            return
+        # Skill expansion: when the requirement widens, ready agents look again.
+        loop = asyncio.get_running_loop()
+        waited = self.clock() - waiting.queued_at
+        for after in self.router.waits_that_matter(waiting):
+            if after > waited:
+                loop.call_later(after - waited + 0.01, self._expansion_due, call.uniqueid)
+
+    def _expansion_due(self, uniqueid: str) -> None:
+        if uniqueid in self.waiting:
+            self.schedule_routing()
+
+    # ---- recovery -----------------------------------------------------------------------
+    def _reconnected(self) -> None:
+        self._spawn(self.recover())
+
+    async def recover(self) -> None:
+        """Rebuild the live picture from Redis and Asterisk: after a restart (even kill -9) and
+        after every AMI reconnect. Waiting calls are re-adopted in their order (their buckets
+        are in Redis), calls that ended meanwhile get their record, callers who arrived meanwhile
+        are adopted, and agents whose call is gone are freed."""
+        try:
+            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
+            uids = await self.redis.smembers(Keys.calls)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid in uids:
+                    pipe.hgetall(Keys.call(uid))
+                hashes = await pipe.execute()
+        except (AMIError, RedisError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("recovery postponed: %s", exc)
+            return
+        channels = {e.get("Uniqueid", ""): e for e in events if e.get("Event") == "CoreShowChannel"}
+        now = self.clock()
+        adopted = ended = 0
+        gone: set[str] = set()
+        for uid, data in zip(uids, hashes):
+            if uid in self.calls:
+                continue
+            try:
+                call = LiveCall.from_redis(data)
+            except (KeyError, ValueError) as exc:
+                log.warning("call %s: unreadable live state (%s); dropped", uid, exc)
+                await self.redis.srem(Keys.calls, uid)
+                continue
+            channel = channels.get(uid)
+            if channel is None:
+                # It ended while nobody watched: its record now, from what we knew (ended ~now).
+                ended += 1
+                gone.add(uid)
+                self._spawn(self._finish(call, now, None))
+                continue
+            adopted += 1
+            self.calls[uid] = call
+            await self._adopt(call, channel, now)
+        for uid, channel in channels.items():
+            if uid in self.calls or channel.get("Context") not in self.caller_contexts:
+                continue
+            # A caller who arrived while the ACD was away.
+            adopted += 1
+            seconds = _duration(channel.get("Duration", ""))
+            call = LiveCall(uid, channel.get("Channel", ""), channel.get("Linkedid", uid), "main",
+                            _clean(channel.get("CallerIDNum")), now - seconds)
+            line = await self._getvar(call.channel, "HOTLINE_LINE")
+            call.line = "enterprise" if line == "enterprise" else "main"
+            self.calls[uid] = call
+            self._spawn(self._save_call(call, new=True))
+            await self._adopt(call, channel, now)
+        # Agents whose call is gone are free again; an agent "on call" with no live call wraps up.
+        for agent in list(self.agents.agents.values()):
+            live = self.calls.get(agent.call) if agent.call else None
+            if agent.state == AgentState.RESERVED and agent.call not in gone and (live is None or live.agent != agent.id):
+                log.warning("agent %s was reserved for %s, which is gone: ready again", agent.id, agent.call)
+                self._spawn(self.free_agent(agent.id))
+            elif agent.state == AgentState.ON_CALL and live is None:
+                log.warning("agent %s was on call %s, which has ended: wrap-up", agent.id, agent.call)
+                self._spawn(self._start_wrapup(agent.id))
+            elif agent.state == AgentState.WRAPUP and agent.id not in self._wrapup_until:
+                self._spawn(self._start_wrapup(agent.id))
+        log.info("recovered: %d live call(s) adopted, %d ended meanwhile", adopted, ended)
         self.schedule_routing()
 
+    async def reconcile_agents(self) -> int:
+        """Agent states that no live channel explains are repaired (and logged): reserved or on
+        call for a call Asterisk no longer has. Run periodically; returns how many were repaired."""
+        try:
+            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
+        except (AMIError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("agent reconcile postponed: %s", exc)
+            return 0
+        live = {e.get("Uniqueid", "") for e in events if e.get("Event") == "CoreShowChannel"}
+        repaired = 0
+        for agent in list(self.agents.agents.values()):
+            if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call in live:
+                continue
+            if agent.call in self.calls:
+                continue            # its Hangup is being handled right now
+            repaired += 1
+            log.warning("agent %s: %s for call %s, which Asterisk no longer has: repaired", agent.id,
+                        agent.state.value, agent.call or "(none)")
+            if agent.state == AgentState.RESERVED:
+                await self.free_agent(agent.id)
+            else:
+                self._spawn(self._start_wrapup(agent.id))
+        return repaired
+
+    async def _adopt(self, call: LiveCall, channel, now: float) -> None:
+        context = channel.get("Context", "")
+        if channel.get("BridgeId"):
+            if call.answered_at is None:
+                call.answered_at = now               # answered while we were away
+                call.state = "talking"
+                agent = self.agents.agents.get(call.agent or "")
+                if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+                    self._spawn(self._transition(agent.id, AgentState.ON_CALL, call=call.uniqueid))
+                self._spawn(self._save_call(call))
+            return
+        if context == "hotline-wait":
+            if call.state == "waiting" and call.queue:
+                # Queued again with its first queue time: the same place (the script is idempotent,
+                # and also covers a crash between saving the call and queuing it).
+                self._enqueue(call, {"Queue": call.queue, "Skills": call.skills, "Priority": str(call.priority)})
+            else:
+                if call.state == "ringing":      # rang out while we were away: back to its place
+                    call.agent = None
+                values = {name: await self._getvar(call.channel, f"HOTLINE_{name.upper()}")
+                          for name in ("queue", "skills", "priority")}
+                self._enqueue(call, {"Queue": values["queue"], "Skills": values["skills"],
+                                     "Priority": values["priority"]})
+
+    async def _getvar(self, channel: str, name: str) -> str:
+        try:
+            reply = await self.ami.send_action({"Action": "Getvar", "Channel": channel, "Variable": name})
+        except (AMIActionError, AMIError, OSError, asyncio.TimeoutError):
+            return ""
+        return reply.get("Value") or ""
+
     # ---- routing ------------------------------------------------------------------------
+    def offer_agent(self, agent_id: str) -> None:
+        """An agent became free: offer it the best waiting call (agents offered in the order freed)."""
+        self._to_offer.append(agent_id)
+        if not self._offer_scheduled:
+            self._offer_scheduled = True
+            self._spawn(self._offer_pending())
+
+    async def _offer_pending(self) -> None:
+        try:
+            while self._to_offer:
+                agent_id = self._to_offer.pop(0)
+                await self._offer(agent_id)
+        finally:
+            self._offer_scheduled = False
+
+    async def _offer(self, agent_id: str) -> None:
+        agent = self.agents.agents.get(agent_id)
+        if agent is None or agent.state != AgentState.READY:
+            return
+        try:
+            decision = await self.router.offer(agent_id, agent.skills)
+        except (RedisError, OSError) as exc:
+            log.warning("agent %s: routing failed (%s); again when Redis answers", agent_id, exc)
+            self._redis_failed()
+            return
+        if decision is not None:
+            await self._assigned(decision)
+
     def schedule_routing(self) -> None:
-        """Route once per loop turn however many events asked for it."""
+        """Offer every ready agent (longest idle first) once per loop turn, however many ask."""
         if not self._route_scheduled:
             self._route_scheduled = True
             self._spawn(self._route())
@@ -331,30 +595,49 @@ class Distributor:
     async def _route(self) -> None:
         await asyncio.sleep(0)
         self._route_scheduled = False
-        for decision in self.router.choose(self.waiting.values(), self.agents.ready_agents()):
-            call, agent = decision.call, decision.agent
-            now = self.clock()
-            if not await self.router.claim(call, agent, now):
-                continue
-            self.waiting.pop(call.uniqueid, None)
-            await self.agents.record_claimed(agent)
-            live = self.calls.get(call.uniqueid)
-            if live is not None:
-                live.state, live.agent = "ringing", agent.id
-            explanation = {"at": now, "call": call.uniqueid, "agent": agent.id, "queue": call.queue,
-                           "priority": call.priority, "skills": call.skills, "candidates": decision.candidates,
-                           "rule": "priority, then longest wait; longest idle agent with the skills"}
-            self.decisions = (self.decisions + [explanation])[-200:]
-            log.info("route call %s -> agent %s (candidates %s)", call.uniqueid, agent.id, decision.candidates)
-            self._spawn(self._connect(call, agent.id))
-
-    async def _connect(self, call: WaitingCall, agent_id: str) -> None:
+        ready = self.agents.ready_agents()
         try:
-            await self.ami.send_action({"Action": "Redirect", "Channel": call.channel,
+            if not ready or not await self.redis.zcard(Keys.waiting):
+                return
+        except (RedisError, OSError):
+            return
+        for agent in ready:
+            await self._offer(agent.id)
+
+    async def _assigned(self, decision: Decision) -> None:
+        """The script reserved this agent for this call: remember it, explain it, ring the agent."""
+        agent = self.agents.agents.get(decision.agent)
+        if agent is None:
+            # Added by another process since we loaded: read it rather than lose the call.
+            agent = await self.agents.reload(decision.agent) or self.agents.get(decision.agent)
+        agent.state, agent.state_since, agent.call, agent.reason = (
+            AgentState.RESERVED, decision.at, decision.call, "")
+        waiting = self.waiting.pop(decision.call, None)
+        live = self.calls.get(decision.call)
+        if live is not None:
+            live.state, live.agent = "ringing", agent.id
+        channel = waiting.channel if waiting else (live.channel if live else
+                                                   await self.redis.hget(Keys.call(decision.call), "channel"))
+        explanation = decision.explain()
+        if waiting is not None:
+            explanation.update(queue=waiting.queue, priority=waiting.priority, skills=waiting.skills,
+                               waited_s=round(decision.at - waiting.queued_at, 3))
+        self.decisions = (self.decisions + [explanation])[-200:]
+        log.info("route call %s -> agent %s: %s; candidates %s", decision.call, agent.id, decision.rule,
+                 decision.candidates)
+        self._spawn(self._connect(decision.call, channel or "", agent.id))
+        try:
+            await self.agents.record_claimed(agent, explanation)
+        except (RedisError, OSError) as exc:
+            log.warning("agent %s: reservation history not saved (%s)", agent.id, exc)
+
+    async def _connect(self, uniqueid: str, channel: str, agent_id: str) -> None:
+        try:
+            await self.ami.send_action({"Action": "Redirect", "Channel": channel,
                                         "Context": self.connect_context, "Exten": agent_id, "Priority": "1"})
         except (AMIActionError, AMIError, OSError) as exc:
             # The caller hung up meanwhile (or Asterisk is gone): free the agent again.
-            log.warning("redirect of %s to %s failed: %s", call.channel, agent_id, exc)
+            log.warning("redirect of %s to %s failed: %s", channel, agent_id, exc)
             agent = self.agents.agents.get(agent_id)
-            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+            if agent is not None and agent.state == AgentState.RESERVED and agent.call == uniqueid:
                 await self._transition(agent_id, AgentState.READY)

@@ -1,44 +1,242 @@
-"""Who answers whom: the choice of agent for a waiting call, and its atomic claim in Redis.
+"""Who answers whom: routing decisions made and claimed atomically in Redis.
 
-The choice is made in Python from the in-memory view (priority first, then the longest
-wait; among agents that have every required skill, the longest idle). The claim is one Lua
-script that succeeds only if the call is still waiting and the agent still ready, so
-several ACD processes can never give one call to two agents or two calls to one agent.
+Indexes (names in :mod:`hotline.keys`), so that no decision scans every call and agent:
+
+- waiting calls are grouped in *buckets*, one sorted set per queue and exact requirement
+  ``queue:skills`` (``hotline:wq:general:mandarin:1``), scored by the routing score
+  (priority first, then arrival); ``hotline:buckets:heads`` holds each bucket's best score;
+  ``hotline:waiting`` keeps all of them for the CTI;
+- ready agents are indexed per skill (``hotline:ready:skill:<skill>``, scored by level)
+  beside ``hotline:ready`` (scored by the time they became ready: longest idle first).
+
+Two decisions, each one Lua script, so that several ACD processes can route at once and
+never give one call to two agents or two calls to one agent:
+
+- **agent free** (:meth:`Router.offer`): which buckets an agent can serve (and from which
+  wait on, for skill expansion) is worked out in Python from the shared bucket list, once per
+  skill profile, and stored as a *plan* list in Redis; the script reads the heads of those
+  buckets in one ``ZMSCORE``, takes the best (priority, then longest wait) and reserves both.
+  If the bucket list changed since Python read it (``hotline:buckets:version``), the
+  script refuses and Python re-reads it. When a wrap-up ends, the agent's READY transition
+  is made by the same script.
+- **call arrived** (:meth:`Router.arrive`): the script collects ready agents that meet the
+  requirement (from the smallest needed skill index), scores them by the queue's strategy
+  (``longest_idle``, ``least_occupied`` today, ``best_skill``), ties going to the longest
+  idle then the lowest id, and reserves the best; with no candidate the call joins its bucket.
+
+Every decision returns its explanation (candidates and their scores) for the logs and
+``GET /decisions``.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Iterable, Optional
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from redis.asyncio import Redis
 
 from hotline.keys import Keys
-from hotline.model import AgentState
+from hotline.model import format_skills, parse_skills
 
-from .agents import Agent
+from .agents import busy_day
+from .queues import QueueBook
 
-__all__ = ["Router", "WaitingCall", "routing_score"]
+__all__ = ["Decision", "Router", "WaitingCall", "bucket_id", "parse_bucket", "routing_score"]
 
 log = logging.getLogger(__name__)
 
-# KEYS: waiting zset, ready zset, call hash, agent hash
-# ARGV: call uniqueid, agent id, now
-CLAIM = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then return -1 end
-if redis.call('HGET', KEYS[4], 'state') ~= 'ready' then return -1 end
+PRIORITY_WEIGHT = 1e11          # seconds: any higher priority beats any wait
+
+_RESERVE = """
+local function reserve(agent, uid, now, ready_key, skp, agp, callkey)
+  local akey = agp .. agent
+  local since = redis.call('HGET', akey, 'state_since') or ''
+  redis.call('ZREM', ready_key, agent)
+  local raw = redis.call('HGET', akey, 'skills')
+  if raw then
+    local ok, skills = pcall(cjson.decode, raw)
+    if ok and type(skills) == 'table' then
+      for name, _ in pairs(skills) do redis.call('ZREM', skp .. name, agent) end
+    end
+  end
+  redis.call('HSET', akey, 'state', 'reserved', 'state_since', now, 'call', uid, 'reason', '')
+  redis.call('HSET', callkey, 'state', 'ringing', 'agent', agent)
+  return since
+end
+"""
+
+_HEAD = """
+local function set_head(heads, bkey, bid)
+  local h = redis.call('ZRANGE', bkey, 0, 0, 'WITHSCORES')
+  if h[1] then redis.call('ZADD', heads, h[2], bid) else redis.call('ZREM', heads, bid) end
+end
+"""
+
+# KEYS: waiting, ready, buckets version, bucket heads, the agent's plan, outbox, busy-today hash
+# ARGV: agent, now, version, skill-index prefix, agent prefix, bucket prefix, call prefix,
+#       then, when the agent becomes ready in the same step: "1", history row, event channel,
+#       event, busy seconds to add (the agent's READY transition and the decision, one round trip)
+# The plan (a LIST written by Router.offer, shared by agents with the same skills): triples
+# pairs bucket id, seconds of waiting from which the agent may serve it; "" when empty.
+# (With skill expansion, the wait of a bucket's first call decides for the bucket.)
+OFFER = _RESERVE + _HEAD + """
+local v = redis.call('GET', KEYS[3]) or '0'
+if v ~= ARGV[3] then return {-2} end
+local agent = ARGV[1]
+local plan = redis.call('LRANGE', KEYS[5], 0, -1)
+if #plan == 0 then return {-3} end
+if ARGV[8] == '1' then
+  local akey = ARGV[5] .. agent
+  redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '')
+  redis.call('ZADD', KEYS[2], ARGV[2], agent)
+  local raw = redis.call('HGET', akey, 'skills')
+  local ok, skills = pcall(cjson.decode, raw or '{}')
+  if ok and type(skills) == 'table' then
+    for name, level in pairs(skills) do redis.call('ZADD', ARGV[4] .. name, level, agent) end
+  end
+  redis.call('RPUSH', KEYS[6], ARGV[9])
+  redis.call('PUBLISH', ARGV[10], ARGV[11])
+  if tonumber(ARGV[12]) > 0 then
+    redis.call('HINCRBYFLOAT', KEYS[7], agent, ARGV[12])
+    redis.call('EXPIRE', KEYS[7], 259200)
+  end
+elseif not redis.call('ZSCORE', KEYS[2], agent) then return {-1} end
+local bids, after = {}, {}
+local now = tonumber(ARGV[2])
+for i = 1, #plan - 1, 2 do
+  bids[#bids + 1] = plan[i]
+  local a = tonumber(plan[i + 1])
+  if a > 0 then after[#bids] = a end
+end
+if #bids == 0 then return {0} end
+local scores = redis.call('ZMSCORE', KEYS[4], unpack(bids))
+local best, bestscore, ties
+for j = 1, #bids do
+  local sc = scores[j]
+  if sc then
+    sc = tonumber(sc)
+    local ok = after[j] == nil
+    if not ok then
+      local p = 0
+      if sc < 0 then p = math.ceil(-sc / 1e11) end
+      ok = now - (sc + p * 1e11) >= after[j]
+    end
+    if ok then
+      if best == nil or sc < bestscore then best, bestscore, ties = j, sc, nil
+      elseif sc == bestscore then ties = ties or {best}; ties[#ties + 1] = j end
+    end
+  end
+end
+if not best then return {0} end
+local bid = bids[best]
+local uid = redis.call('ZRANGE', ARGV[6] .. bid, 0, 0)[1]
+if ties then
+  for _, j in ipairs(ties) do
+    local other = redis.call('ZRANGE', ARGV[6] .. bids[j], 0, 0)[1]
+    if other and other < uid then uid, bid = other, bids[j] end
+  end
+end
+redis.call('ZREM', ARGV[6] .. bid, uid)
+redis.call('ZREM', KEYS[1], uid)
+set_head(KEYS[4], ARGV[6] .. bid, bid)
+local since = reserve(agent, uid, ARGV[2], KEYS[2], ARGV[4], ARGV[5], ARGV[7] .. uid)
+return {1, uid, bid, tostring(bestscore), since}
+"""
+
+# KEYS: waiting, bucket, bucket heads; ARGV: uid, bucket id (the caller hung up)
+WITHDRAW = _HEAD + """
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[3], 'state', 'ringing', 'agent', ARGV[2])
-redis.call('HSET', KEYS[4], 'state', 'reserved', 'state_since', ARGV[3], 'call', ARGV[1], 'reason', '')
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then set_head(KEYS[3], KEYS[2], ARGV[2]) end
 return 1
 """
 
+# KEYS: waiting, bucket, ready, call hash, busy-today hash, bucket set, buckets version, bucket heads
+# ARGV: uid, score, now, strategy, skill-index prefix, agent prefix, bucket id, number of
+#       requirement sets, then per set: n, skill, level, ... (any set met is enough)
+ARRIVE = _RESERVE + _HEAD + """
+local uid, strategy, skp, agp = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
+local nsets = tonumber(ARGV[8])
+local i = 9
+local seen = {}
+local ncand = 0
+local top = {}          -- best five: {agent, key, idle}
+local function better(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  if a[3] ~= b[3] then return a[3] < b[3] end
+  return a[1] < b[1]
+end
+for s = 1, nsets do
+  local n = tonumber(ARGV[i]); i = i + 1
+  local req = {}
+  for k = 1, n do req[k] = {ARGV[i], tonumber(ARGV[i + 1])}; i = i + 2 end
+  local agents
+  if n == 0 then agents = redis.call('ZRANGE', KEYS[3], 0, -1)
+  else agents = redis.call('ZRANGEBYSCORE', skp .. req[1][1], req[1][2], '+inf') end
+  for _, a in ipairs(agents) do
+    if not seen[a] then
+      local ok, total = true, 0
+      for k = 1, n do
+        local lvl = redis.call('ZSCORE', skp .. req[k][1], a)
+        if not lvl or tonumber(lvl) < req[k][2] then ok = false; break end
+        total = total + tonumber(lvl)
+      end
+      local idle = ok and redis.call('ZSCORE', KEYS[3], a)
+      if idle then
+        seen[a] = true
+        idle = tonumber(idle)
+        local key = idle
+        if strategy == 'least_occupied' then key = tonumber(redis.call('HGET', KEYS[5], a) or '0')
+        elseif strategy == 'best_skill' then key = -total end
+        ncand = ncand + 1
+        local entry = {a, key, idle}
+        local pos = #top + 1
+        while pos > 1 and better(entry, top[pos - 1]) do pos = pos - 1 end
+        if pos <= 5 then
+          table.insert(top, pos, entry)
+          if #top > 5 then table.remove(top) end
+        end
+      end
+    end
+  end
+end
+if ncand == 0 then
+  redis.call('ZADD', KEYS[1], ARGV[2], uid)
+  redis.call('ZADD', KEYS[2], ARGV[2], uid)
+  local head = redis.call('ZSCORE', KEYS[8], ARGV[7])
+  if not head or tonumber(ARGV[2]) < tonumber(head) then redis.call('ZADD', KEYS[8], ARGV[2], ARGV[7]) end
+  redis.call('HSET', KEYS[4], 'state', 'waiting', 'agent', '')
+  if redis.call('SADD', KEYS[6], ARGV[7]) == 1 then redis.call('INCR', KEYS[7]) end
+  return {0, 0}
+end
+redis.call('ZREM', KEYS[1], uid)
+if redis.call('ZREM', KEYS[2], uid) == 1 then set_head(KEYS[8], KEYS[2], ARGV[7]) end
+local since = reserve(top[1][1], uid, ARGV[3], KEYS[3], skp, agp, KEYS[4])
+local out = {1, ncand, since}
+for _, e in ipairs(top) do
+  table.insert(out, e[1]); table.insert(out, tostring(e[2]))
+end
+return out
+"""
+
+_NO_LIMIT = "1e300"
+
 
 def routing_score(priority: int, queued_at: float) -> float:
-    """Lower is served first: higher priority, then earlier arrival in the queue."""
-    return -priority * 1e11 + queued_at
+    """Lower is served first: higher priority, then earlier arrival in the queue.
+
+    Priorities are 0..999 and queue times epoch seconds, so both can be read back from the score."""
+    return -min(max(priority, 0), 999) * PRIORITY_WEIGHT + queued_at
+
+
+def bucket_id(queue: str, skills: dict[str, int]) -> str:
+    return f"{queue}:{format_skills(skills) or '-'}"
+
+
+def parse_bucket(bid: str) -> tuple[str, dict[str, int]]:
+    queue, skills = bid.split(":", 1)
+    return queue, ({} if skills == "-" else parse_skills(skills))
 
 
 @dataclass
@@ -54,40 +252,195 @@ class WaitingCall:
     def score(self) -> float:
         return routing_score(self.priority, self.queued_at)
 
+    @property
+    def bucket(self) -> str:
+        return bucket_id(self.queue, self.skills)
+
 
 @dataclass
 class Decision:
-    call: WaitingCall
-    agent: Agent
-    candidates: list[str]
+    call: str
+    agent: str
+    kind: str                          # "agent_free" or "call_arrived"
+    rule: str
+    bucket: str = ""
+    agent_ready_since: str = ""        # the agent's state_since before the reservation
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    candidate_count: int = 0
+    at: float = 0.0
+
+    def explain(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "call": self.call, "agent": self.agent, "bucket": self.bucket,
+                "rule": self.rule, "candidate_count": self.candidate_count,
+                "candidates": [{"agent": a, "score": s} for a, s in self.candidates]}
+
+
+_RULES = {
+    "longest_idle": "ready agents with the skills; the one idle longest (score: ready since, lowest wins)",
+    "least_occupied": "ready agents with the skills; the least busy today (score: busy seconds today, "
+                      "lowest wins; ties: idle longest)",
+    "best_skill": "ready agents with the skills; the best levels (score: minus the sum of the required "
+                  "levels, lowest wins; ties: idle longest)",
+}
 
 
 class Router:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, queues: Optional[QueueBook] = None, *, clock=time.time) -> None:
         self.redis = redis
-        self._claim = redis.register_script(CLAIM)
+        self.queues = queues or QueueBook()
+        self.clock = clock
+        self._offer = redis.register_script(OFFER)
+        self._arrive = redis.register_script(ARRIVE)
+        self._withdraw = redis.register_script(WITHDRAW)
+        self.version: Optional[str] = None
+        self.buckets: dict[str, tuple[str, dict[str, int]]] = {}
+        self._plans: dict[tuple, list[tuple[str, float]]] = {}
+        self._stages: dict[tuple, list] = {}
+        self.stale_retries = 0
 
-    @staticmethod
-    def choose(waiting: Iterable[WaitingCall], ready: list[Agent]) -> list[Decision]:
-        """Pair waiting calls (best first) with ready agents (longest idle first)."""
-        decisions = []
-        free = list(ready)
-        for call in sorted(waiting, key=lambda c: c.score):
-            if not free:
-                break
-            candidates = [a for a in free if a.can_serve(call.skills)]
-            if not candidates:
+    def set_queues(self, queues: QueueBook) -> None:
+        self.queues = queues
+        self._plans.clear()
+        self._stages.clear()
+
+    async def refresh(self) -> None:
+        """Re-read the bucket list (another process may have added buckets)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(Keys.buckets_version)
+            pipe.smembers(Keys.buckets)
+            version, members = await pipe.execute()
+        added = {}
+        for bid in members:
+            if bid in self.buckets:
                 continue
-            agent = candidates[0]
-            free.remove(agent)
-            decisions.append(Decision(call, agent, [a.id for a in candidates]))
-        return decisions
+            try:
+                added[bid] = parse_bucket(bid)
+            except ValueError:
+                log.warning("ignoring malformed bucket id %r", bid)
+        self.buckets.update(added)
+        self.version = version or "0"
+        # Buckets are only ever added: extend the cached plans with the new ones.
+        for key, plan in self._plans.items():
+            plan.extend(self._matches(dict(key), added))
 
-    async def claim(self, call: WaitingCall, agent: Agent, now: float) -> bool:
-        result = await self._claim(
-            keys=[Keys.waiting, Keys.ready, Keys.call(call.uniqueid), Keys.agent(agent.id)],
-            args=[call.uniqueid, agent.id, repr(now)])
-        if result == 1:
-            agent.state, agent.state_since, agent.call, agent.reason = AgentState.RESERVED, now, call.uniqueid, ""
-            return True
-        return False
+    def plan(self, skills: dict[str, int]) -> list[tuple[str, float]]:
+        """The buckets an agent with these skills may serve: (bucket, from which wait)."""
+        key = tuple(sorted(skills.items()))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._matches(skills, self.buckets)
+        return plan
+
+    def _matches(self, skills: dict[str, int], buckets) -> list[tuple[str, float]]:
+        plan = []
+        for bid, (queue, required) in buckets.items():
+            stages = self._stages.get(bid)
+            if stages is None:
+                stages = self._stages[bid] = [
+                    (after, tuple(stage.items())) for after, stage in self.queues.get(queue).stages(required)]
+            for after, stage in stages:
+                if all(skills.get(s, 0) >= level for s, level in stage):
+                    plan.append((bid, after))
+                    break
+        return plan
+
+    async def prepare(self, skill_sets) -> None:
+        """Work out and store the plans of these agents now rather than on their first decision."""
+        await self.refresh()
+        profiles = {format_skills(skills): skills for skills in skill_sets}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for skills in profiles.values():
+                flat: list[Any] = []
+                for bid, after in self.plan(skills):
+                    flat += [bid, repr(after)]
+                key = self.plan_key(skills)
+                pipe.delete(key)
+                pipe.rpush(key, *(flat or [""]))
+                pipe.expire(key, 86400)
+            await pipe.execute()
+
+    async def withdraw(self, pipe, uniqueid: str, bucket: str) -> None:
+        """Add to ``pipe``: the call leaves its queue (it hung up)."""
+        await self._withdraw(keys=[Keys.waiting, Keys.bucket(bucket), Keys.bucket_heads], args=[uniqueid, bucket],
+                       client=pipe)
+
+    def waits_that_matter(self, call: WaitingCall) -> list[float]:
+        """Waits at which this call's requirement widens (when ready agents should look again)."""
+        return [after for after, _ in self.queues.get(call.queue).stages(call.skills)[1:]]
+
+    def plan_key(self, skills: dict[str, int]) -> str:
+        return Keys.plan(f"{self.version}:{self.queues.digest}:{format_skills(skills) or '-'}")
+
+    async def _write_plan(self, key: str, skills: dict[str, int]) -> None:
+        flat: list[Any] = []
+        for bid, after in self.plan(skills):
+            flat += [bid, repr(after)]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.rpush(key, *(flat or [""]))
+            pipe.expire(key, 86400)
+            await pipe.execute()
+
+    async def offer(self, agent_id: str, skills: dict[str, int], now: Optional[float] = None,
+                    becoming_ready: Optional[tuple[str, str, float]] = None) -> Optional[Decision]:
+        """The agent is free: reserve the best waiting call it can serve, if any.
+
+        ``becoming_ready`` (history row, event, busy seconds; from ``AgentDirectory.ready_step``)
+        makes the agent ready in the same script, at ``now``."""
+        for _ in range(6):
+            if self.version is None:
+                await self.refresh()
+            now = self.clock() if now is None else now
+            key = self.plan_key(skills)
+            args = [agent_id, repr(now), self.version, Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""),
+                    Keys.call("")]
+            if becoming_ready is not None:
+                row, event, busy = becoming_ready
+                args += ["1", row, Keys.events, event, repr(busy)]
+            result = await self._offer(
+                keys=[Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, key, Keys.outbox,
+                      Keys.busy(busy_day(now))], args=args)
+            if result[0] == -2:
+                self.stale_retries += 1
+                await self.refresh()
+                continue
+            if result[0] == -3:
+                await self._write_plan(key, skills)
+                continue
+            if result[0] != 1:
+                return None
+            uid, bid, score, since = result[1], result[2], float(result[3]), result[4]
+            queue, required = self.buckets.get(bid) or parse_bucket(bid)
+            priority = math.ceil(-score / PRIORITY_WEIGHT) if score < 0 else 0
+            wait = now - (score + priority * PRIORITY_WEIGHT)
+            return Decision(uid, agent_id, "agent_free", bucket=bid, agent_ready_since=since, at=now,
+                            rule=f"agent free: best waiting call it can serve (priority {priority}, waited "
+                                 f"{wait:.1f}s, queue {queue}, needs {format_skills(required) or 'nothing'})")
+        log.warning("agent %s: bucket list kept changing; routing again later", agent_id)
+        return None
+
+    async def arrive(self, call: WaitingCall, now: Optional[float] = None) -> Optional[Decision]:
+        """The call is waiting: give it the best ready agent by its queue's strategy, or queue it."""
+        now = self.clock() if now is None else now
+        queue = self.queues.get(call.queue)
+        wait = now - call.queued_at
+        sets = [stage for after, stage in queue.stages(call.skills) if after <= wait]
+        args: list[Any] = [call.uniqueid, repr(call.score), repr(now), queue.strategy, Keys.ready_skill(""),
+                           Keys.agent(""), call.bucket, len(sets)]
+        for stage in sets:
+            # The smallest index first: fewer agents hold a higher level of a rarer skill.
+            items = sorted(stage.items(), key=lambda item: -item[1])
+            args.append(len(items))
+            for skill, level in items:
+                args += [skill, level]
+        result = await self._arrive(
+            keys=[Keys.waiting, Keys.bucket(call.bucket), Keys.ready, Keys.call(call.uniqueid),
+                  Keys.busy(busy_day(now)), Keys.buckets, Keys.buckets_version, Keys.bucket_heads], args=args)
+        if result[0] != 1:
+            return None
+        count, since = int(result[1]), result[2]
+        tail = result[3:]
+        candidates = [(tail[i], float(tail[i + 1])) for i in range(0, len(tail), 2)]
+        return Decision(call.uniqueid, candidates[0][0], "call_arrived", rule=_RULES[queue.strategy],
+                        bucket=call.bucket, agent_ready_since=since, candidates=candidates,
+                        candidate_count=count, at=now)

@@ -1,6 +1,7 @@
 """The ACD service: AMI connection, agents, routing, and the outbox writer, started together."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from hotline.stores import Stores
 
 from .agents import AgentDirectory
 from .distributor import Distributor
+from .http import start_acd_http
 from .outbox import OutboxWriter
+from .queues import DEFAULT_QUEUES_FILE, QueueBook, QueueConfigError
 
 __all__ = ["ACD", "ACDConfigError", "run_acd"]
 
@@ -25,10 +28,35 @@ class ACD:
     agents: AgentDirectory
     distributor: Distributor
     outbox: OutboxWriter
+    http_port: int = 0
 
 
 class ACDConfigError(Exception):
     pass
+
+
+async def _watch_queues(distributor: Distributor, every_s: float = 5.0) -> None:
+    """Queue rules changed on disk take effect without a restart; a bad file keeps the old rules."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            book = distributor.router.queues.reload_if_changed()
+        except QueueConfigError as exc:
+            log.error("queue rules not reloaded: %s", exc)
+            continue
+        if book is not None:
+            distributor.router.set_queues(book)
+            log.info("queue rules reloaded from %s", book.source)
+
+
+async def _reconcile_agents(distributor: Distributor, every_s: float = 30.0) -> None:
+    """Agent states checked against Asterisk's channels, between reconnects too."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await distributor.reconcile_agents()
+        except Exception:               # a bad pass must not end the loop
+            log.exception("agent reconcile failed")
 
 
 @asynccontextmanager
@@ -38,17 +66,30 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
                              "(the secret of the AMI user in manager.conf)")
     ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret,
                     action_timeout=settings.ami_action_timeout_s, ping_interval=settings.ami_ping_interval_s)
+    try:
+        queues = QueueBook.from_file(settings.acd_queues_file or DEFAULT_QUEUES_FILE)
+    except QueueConfigError as exc:
+        raise ACDConfigError(f"setting acd_queues_file: {exc}") from None
     agents = AgentDirectory(stores.redis)
     await agents.load()
     distributor = Distributor(ami, stores.redis, agents, wrapup_s=settings.wrapup_s,
-                              default_queue=settings.default_queue)
+                              default_queue=settings.default_queue, queues=queues)
+    await distributor.router.prepare(agent.skills for agent in agents.agents.values())
     distributor.attach()
     outbox = OutboxWriter(stores.redis, stores.pool)
     outbox.start()
     await ami.connect()
+    watcher = asyncio.create_task(_watch_queues(distributor))
+    reconciler = asyncio.create_task(_reconcile_agents(distributor))
+    runner = None
     try:
-        yield ACD(ami, agents, distributor, outbox)
+        runner, port = await start_acd_http(distributor, settings.acd_host, settings.acd_port)
+        yield ACD(ami, agents, distributor, outbox, port)
     finally:
+        watcher.cancel()
+        reconciler.cancel()
+        if runner is not None:
+            await runner.cleanup()
         await ami.close()
         await distributor.close()
         await outbox.stop()

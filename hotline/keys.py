@@ -14,10 +14,31 @@ class Keys:
     outbox = prefix + "outbox"                    # LIST of JSON rows not yet committed to PostgreSQL
     outbox_dead = prefix + "outbox:dead"          # LIST of rows PostgreSQL refused, kept for an operator
     events = prefix + "events"                    # pub/sub channel: live updates for desktops and wallboards
+    broadcast = prefix + "broadcast"              # STRING: sound name of the emergency broadcast the IVR plays
+    buckets = prefix + "buckets"                  # SET of waiting-call bucket ids "queue:skills"
+    bucket_heads = prefix + "buckets:heads"      # ZSET bucket id -> routing score of its first call
+    buckets_version = prefix + "buckets:version"  # INT, bumped when a bucket id is added (routers re-read)
+    decisions = prefix + "decisions"              # LIST of recent routing explanations (JSON), newest first
 
     @staticmethod
     def agent(agent_id: str) -> str:
         return f"hotline:agent:{agent_id}"        # HASH: name, team, skills, state, state_since, reason, call
+
+    @staticmethod
+    def ready_skill(skill: str) -> str:
+        return f"hotline:ready:skill:{skill}"     # ZSET ready agent id -> its level in that skill
+
+    @staticmethod
+    def bucket(bucket_id: str) -> str:
+        return f"hotline:wq:{bucket_id}"          # ZSET waiting uniqueid -> routing score, one exact requirement
+
+    @staticmethod
+    def plan(name: str) -> str:
+        return f"hotline:plan:{name}"             # LIST: buckets agents with these skills serve (acd/router.py)
+
+    @staticmethod
+    def busy(day: str) -> str:
+        return f"hotline:busy:{day}"              # HASH agent id -> seconds on call or in wrap-up that day
 
     @staticmethod
     def call(uniqueid: str) -> str:
@@ -26,3 +47,7 @@ class Keys:
     @staticmethod
     def ivr_path(uniqueid: str) -> str:
         return f"hotline:ivr:{uniqueid}"          # JSON of the caller's path through the IVR
+
+    @staticmethod
+    def survey(uniqueid: str) -> str:
+        return f"hotline:survey:{uniqueid}"       # JSON of the satisfaction survey (also in the IVR path)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 __all__ = [
-    "AbandonedIn", "AgentState", "CallOutcome", "CallRecord", "SkillError",
+    "AbandonedIn", "AgentState", "CallOutcome", "CallRecord", "NOT_READY_REASONS", "SkillError",
     "format_skills", "parse_skills", "valid_name",
 ]
 
@@ -33,6 +33,10 @@ class AgentState(str, enum.Enum):
     ON_CALL = "on_call"
     WRAPUP = "wrapup"
     NOT_READY = "not_ready"
+
+
+# Why an agent is not ready (reason codes on record in agent_states; "no_answer" is set by the ACD).
+NOT_READY_REASONS = ("break", "meal", "training", "meeting", "no_answer")
 
 
 class SkillError(ValueError):

@@ -51,10 +51,20 @@ class Settings(BaseSettings):
     cti_host: str = "127.0.0.1"
     cti_port: int = Field(8080, ge=0, le=65535)
 
+    # ACD HTTP API: agents, log in/out, ready/not ready, wrap-up, routing explanations.
+    acd_host: str = "127.0.0.1"
+    acd_port: int = Field(8081, ge=0, le=65535)          # 0: any free port (tests)
+
     # ACD behaviour.
     ring_timeout_s: int = Field(15, ge=3, le=120)
     wrapup_s: float = Field(5.0, ge=0, le=3600)
     default_queue: str = "general"
+    acd_queues_file: Optional[Path] = None               # queue rules (strategy, skill expansion); None: acd/queues.yaml
+
+    # IVR: menu files (None: the shipped ivr/menus) and the ticketing system of progress queries.
+    ivr_menus_dir: Optional[Path] = None
+    tickets_url: Optional[str] = None                    # http://host/api/tickets/{ticket}
+    tickets_timeout_s: float = Field(1.5, gt=0, le=30)
 
     log_level: str = "INFO"
 
@@ -70,6 +80,13 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("tickets_url")
+    @classmethod
+    def _tickets_url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value.startswith(("http://", "https://")) or "{ticket}" not in value):
+            raise ValueError("must be an http(s):// URL containing {ticket}")
         return value
 
     @field_validator("log_level")

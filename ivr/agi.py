@@ -26,6 +26,7 @@ How Asterisk replies:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -130,6 +131,19 @@ def quote(arg: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=256)
+def _verb(verb: str) -> Optional[str]:
+    return verb.upper() if _VERB.fullmatch(verb) else None
+
+
+def _checked_verb(verb: object) -> str:
+    # Verbs are a handful of fixed words: checked once each, then from the cache.
+    upper = _verb(verb) if isinstance(verb, str) else None
+    if upper is None:
+        raise AGICommandError(f"not an AGI verb: {verb!r}")
+    return upper
+
+
 def format_command(verb: str, *args: object) -> str:
     """Build one command line (without the newline): ``verb`` then the quoted ``args``.
 
@@ -137,9 +151,8 @@ def format_command(verb: str, *args: object) -> str:
     quoted, and sent upper-case. Raises :class:`AGICommandError` for a verb that is
     not plain words or a line Asterisk would cut in two.
     """
-    if not isinstance(verb, str) or not _VERB.fullmatch(verb):
-        raise AGICommandError(f"not an AGI verb: {verb!r}")
-    line = " ".join([verb.upper(), *(quote(arg) for arg in args)])
+    upper = _checked_verb(verb)
+    line = " ".join([upper, *(quote(arg) for arg in args)])
     size = len(line.encode("utf-8"))
     if size > AGI_MAX_LINE_BYTES:
         raise AGICommandError(

@@ -1,61 +1,59 @@
-"""The first IVR of the 12345 hotline: a welcome, one menu, and the hand-over to the ACD.
+"""The 12345 IVR: walks the menus of ``ivr/menus/*.yaml`` for each call and hands it on.
 
 The contract with the dialplan (docs/ARCHITECTURE.md, "A call's path"): before
 the session closes, the IVR sets ``HOTLINE_QUEUE``, ``HOTLINE_SKILLS``,
-``HOTLINE_PRIORITY`` and ``HOTLINE_LANG`` on the channel; the dialplan then
-raises ``HotlineWaiting`` for the ACD. The path the caller took (prompts, keys,
-timings) is kept in Redis under ``hotline:ivr:{uniqueid}`` for a day.
+``HOTLINE_PRIORITY`` and ``HOTLINE_LANG`` on the channel (a person will serve
+the caller), and for the other endings ``HOTLINE_IVR_RESULT``: ``completed``
+(the IVR served the caller; the call ends) or ``transfer`` with
+``HOTLINE_TRANSFER`` (an external number the dialplan dials; the queue
+variables are set too, so a failed transfer still reaches a person). The path
+the caller took (nodes, prompts, keys, timings) is kept in Redis under
+``hotline:ivr:{uniqueid}`` for a day.
 
-The menus are plain data (:class:`Route`, :class:`Menu`, :class:`LinePlan`,
-:data:`LINES`) walked by :class:`HotlineIvr`, so they can later be loaded from
-files without touching the call flow, and the call flow knows nothing of the
-AGI wire format (that is ``ivr/agi.py`` and ``ivr/fastagi.py``).
+The menus are data (:mod:`ivr.menu`); this module knows the call flow, not the
+AGI wire format (``ivr/agi.py`` and ``ivr/fastagi.py``).
 """
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Optional
+
+from hotline.keys import Keys
 
 from .agi import AGIError, AGIHangup
 from .fastagi import AGIHandler, AGISession
+from .menu import LANGUAGES, LinePlan, Node, Target, load_lines, normalize_number, prompt_sound
 
 __all__ = [
     "IVR_PATH_KEY",
     "IVR_PATH_TTL",
-    "LANGUAGES",
+    "MAX_HOPS",
     "Route",
-    "Menu",
-    "LinePlan",
-    "GENERAL",
-    "COMPLAINT",
-    "ENTERPRISE",
-    "ELDERLY",
-    "MAIN_MENU",
-    "LINES",
-    "DEFAULT_LINE",
     "IvrPath",
+    "Call",
+    "Service",
     "HotlineIvr",
     "ivr_path_key",
     "build_handlers",
+    "default_services",
 ]
 
 IVR_PATH_KEY = "hotline:ivr:{uniqueid}"
 IVR_PATH_TTL = 86400  # seconds: the path is for the ACD and today's reports
-LANGUAGES = frozenset({"zh", "yue", "en"})
+MAX_HOPS = 64         # nodes one call may visit before the IVR gives up and finds a person
 
 _NAME = r"[A-Za-z0-9_-]+"
 _QUEUE = re.compile(_NAME)
 # "+" joins skills: Asterisk would split a comma inside UserEvent() arguments.
 _SKILLS = re.compile(rf"{_NAME}:\d+(?:\+{_NAME}:\d+)*")
-
-
-# --------------------------------------------------------------------------- menus as data
+# A sound name read back from Redis (the broadcast): a path below the sounds directory.
+_SOUND = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,6 @@ class Route:
     lang: str = "zh"
 
     def __post_init__(self) -> None:
-        # Checked here so that menus loaded from files fail at load time, not mid-call.
         if not _QUEUE.fullmatch(self.queue):
             raise ValueError(f"queue {self.queue!r}: letters, digits, '-' or '_' only")
         if not _SKILLS.fullmatch(self.skills):
@@ -77,70 +74,6 @@ class Route:
             raise ValueError(f"priority {self.priority!r}: must be an integer")
         if self.lang not in LANGUAGES:
             raise ValueError(f"lang {self.lang!r}: one of {sorted(LANGUAGES)}")
-
-
-@dataclass(frozen=True)
-class Menu:
-    """A DTMF menu: ``tries`` prompts; no valid key after them sends the caller to ``fallback``."""
-
-    node: str
-    prompt: str
-    options: Mapping[str, Route]
-    fallback: Route
-    timeout_ms: int = 5000
-    max_digits: int = 1
-    tries: int = 3
-    invalid_prompt: str = "hotline/invalid"
-
-    def __post_init__(self) -> None:
-        if self.tries < 1 or self.max_digits < 1 or self.timeout_ms < 0:
-            raise ValueError(f"menu {self.node!r}: tries and max_digits >= 1, timeout_ms >= 0")
-        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
-
-
-@dataclass(frozen=True)
-class LinePlan:
-    """What one hotline number does: a welcome, then a menu or a fixed route."""
-
-    name: str
-    welcome_prompt: str
-    menu: Optional[Menu] = None
-    route: Optional[Route] = None
-    transfer_prompt: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if (self.menu is None) == (self.route is None):
-            raise ValueError(f"line {self.name!r}: give either a menu or a route")
-
-
-GENERAL = Route("general", "mandarin:1", 0)
-COMPLAINT = Route("complaint", "mandarin:1", 0)
-ENTERPRISE = Route("enterprise", "mandarin:1+enterprise:1", 10)
-ELDERLY = Route("elderly", "mandarin:1+elderly:1", 30)
-
-MAIN_MENU = Menu(
-    node="main-menu",
-    prompt="hotline/main-menu",
-    options={
-        "1": GENERAL,  # consultation
-        "2": COMPLAINT,  # complaint or report
-        "3": ENTERPRISE,  # enterprise service
-        "0": GENERAL,  # a person, please
-        "9": ELDERLY,  # elderly assistance: served first
-    },
-    fallback=GENERAL,  # could not choose: a person will help
-)
-
-LINES: Mapping[str, LinePlan] = MappingProxyType(
-    {
-        "main": LinePlan(
-            "main", "hotline/welcome", menu=MAIN_MENU, transfer_prompt="hotline/transfer-agent"
-        ),
-        # The enterprise line ("yi qi lai") has its own number and goes straight to its queue.
-        "enterprise": LinePlan("enterprise", "hotline/enterprise-welcome", route=ENTERPRISE),
-    }
-)
-DEFAULT_LINE = "main"
 
 
 def ivr_path_key(uniqueid: str) -> str:
@@ -154,9 +87,10 @@ def ivr_path_key(uniqueid: str) -> str:
 class IvrPath:
     """The steps of one call through the IVR, as stored in Redis.
 
-    A step is one prompt played in a node: ``{node, prompt, digits, result,
-    started_at, ended_at}`` with result ``ok``, ``invalid``, ``timeout``,
-    ``hangup`` (or ``error`` when the IVR itself failed).
+    A step is one prompt played (or one decision taken) in a node: ``{node,
+    prompt, digits, result, started_at, ended_at}`` with result ``ok``,
+    ``invalid``, ``timeout``, ``hangup``, ``error`` or a decision (``match``,
+    ``open``, ``closed``, ``found``...).
     """
 
     uniqueid: str
@@ -170,6 +104,8 @@ class IvrPath:
     hangup_node: Optional[str] = None
     result: Optional[str] = None
     route: Optional[Route] = None
+    transfer: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
     _open: Optional[dict[str, Any]] = None
 
     def __post_init__(self) -> None:
@@ -194,6 +130,11 @@ class IvrPath:
         step["result"] = result
         step["digits"] = digits
         step["ended_at"] = self.clock()
+
+    def note(self, node: str, result: str) -> None:
+        """A decision without a prompt (a caller list, business hours)."""
+        self.begin(node, None)
+        self.end(result)
 
     def hangup(self) -> None:
         """The caller hung up: close the running step, or add one for the current node."""
@@ -230,35 +171,76 @@ class IvrPath:
             "lang": self.route.lang if self.route else None,
             "steps": self.steps,
         }
+        if self.transfer is not None:
+            doc["transfer"] = self.transfer
         if self.hangup_node is not None:
             doc["hangup_node"] = self.hangup_node
+        doc.update(self.extra)
         return doc
 
 
 # --------------------------------------------------------------------------- the call flow
 
 
+@dataclass
+class Call:
+    """One call in the IVR: what services get to play prompts and read keys."""
+
+    ivr: "HotlineIvr"
+    session: AGISession
+    plan: LinePlan
+    path: IvrPath
+    language: str
+    caller: str  # national digits of the caller ID (untrusted, digits only)
+
+    async def play(self, node: str, prompt: str) -> None:
+        await self.ivr._play(self, node, prompt_sound(prompt))
+
+    async def ask(self, node: str, prompt: str, timeout_ms: int, max_digits: int) -> Optional[str]:
+        """Play ``prompt`` and collect keys: the digits ('' for only '#'), None on timeout."""
+        sound = prompt_sound(prompt)
+        self.path.begin(node, sound)
+        digits = await self.session.get_data(sound, timeout_ms, max_digits)
+        _check_alive(self.session)
+        self.path.end("timeout" if digits is None else "ok", digits)
+        return digits
+
+
+# A service (progress query...) takes the call and says where it goes next.
+Service = Callable[[Call], Awaitable[Target]]
+
+
 class HotlineIvr:
-    """Walks a :class:`LinePlan` over an :class:`AGISession`."""
+    """Walks the :class:`LinePlan` of the dialled line over an :class:`AGISession`."""
 
     def __init__(
         self,
+        lines: Mapping[str, LinePlan],
         redis: Any = None,
         *,
         clock: Callable[[], float] = time.time,
-        lines: Mapping[str, LinePlan] = LINES,
-        default_line: str = DEFAULT_LINE,
-        fallback: Route = GENERAL,
+        local_time: Callable[[], dt.datetime] = dt.datetime.now,
+        services: Optional[Mapping[str, Service]] = None,
+        default_line: str = "main",
         store_timeout: float = 2.0,
+        broadcast_timeout: float = 0.3,
     ) -> None:
         if default_line not in lines:
             raise ValueError(f"default line {default_line!r} is not among {sorted(lines)}")
         self.redis = redis
         self.clock = clock
+        self.local_time = local_time
         self.lines = lines
         self.default_line = default_line
-        self.fallback = fallback
+        self.services = dict(services or {})
         self.store_timeout = store_timeout
+        self.broadcast_timeout = broadcast_timeout
+        for plan in lines.values():
+            for node in plan.nodes.values():
+                for _, target in node.targets():
+                    if target.kind == "service" and target.service not in self.services:
+                        raise ValueError(f"{plan.source}: node '{node.name}': service "
+                                         f"'{target.service}' is not available in this IVR")
 
     def pick_line(self, args: list[str]) -> LinePlan:
         """The first AGI argument names the line (``main`` / ``enterprise``); anything else is main."""
@@ -269,20 +251,14 @@ class HotlineIvr:
         """FastAGI handler: never raises for a hang-up or a failure (the call must go on)."""
         plan = self.pick_line(session.args)
         path = IvrPath(session.uniqueid, plan.name, session.channel, self.clock)
+        call = Call(self, session, plan, path, plan.default_language, normalize_number(session.callerid))
         route: Optional[Route] = None
         try:
             await session.answer()
             _check_alive(session)
-            await self._play(session, path, "welcome", plan.welcome_prompt)
-            if plan.menu is not None:
-                route = await self._menu(session, path, plan.menu)
-            else:
-                assert plan.route is not None  # LinePlan holds a menu or a route
-                route = plan.route
-            path.node = "transfer"
-            if plan.transfer_prompt:
-                await self._play(session, path, "transfer", plan.transfer_prompt)
-            await self._set_route(session, route)
+            await self._set_language(call, plan.default_language)
+            target = await self._walk(call, Target("goto", node=plan.start))
+            route = await self._hand_over(call, target)
             if session.hung_up:  # the HANGUP line came with a SET VARIABLE reply
                 path.hangup()
         except AGIHangup:
@@ -293,43 +269,157 @@ class HotlineIvr:
             raise
         except Exception:
             # A bug or an unexpected reply must not drop the caller: send them to a person.
-            session.log.exception("IVR failed in node %s; using the default queue", path.node)
+            session.log.exception("IVR failed in node %s; using the fallback queue", path.node)
             path.fail()
-            route = await self._fallback_route(session)
+            route = await self._fallback_route(call)
         finally:
             path.finish(route)
             # Let the dialplan go on first; the caller should not wait for Redis.
             await session.close()
             await self._store(session, path)
 
-    async def _play(self, session: AGISession, path: IvrPath, node: str, prompt: str) -> None:
-        path.begin(node, prompt)
-        reply = await session.stream_file(prompt)
+    # ------------------------------------------------------------------ walking the nodes
+
+    async def _walk(self, call: Call, target: Target) -> Target:
+        """Follow targets through nodes and services until one leaves the IVR (queue, transfer, hang-up)."""
+        plan = call.plan
+        for _ in range(MAX_HOPS):
+            if target.language and target.language != call.language:
+                await self._set_language(call, target.language)
+            if target.prompt and target.kind != "hangup":
+                await call.play(call.path.node, target.prompt)
+            if target.kind == "service":
+                target = await self.services[target.service](call)  # type: ignore[index]
+                continue
+            if target.kind == "transfer":
+                transfer = plan.transfers[target.transfer]  # type: ignore[index]
+                if transfer.hours is not None and not plan.hours[transfer.hours].open_at(self.local_time()):
+                    # The group's own hours, even when no hours node guards the way to it.
+                    call.path.note(call.path.node, f"closed:{transfer.name}")
+                    return plan.fallback
+            if target.kind != "goto":
+                return target
+            node = plan.nodes[target.node]  # type: ignore[index]
+            call.path.node = node.name
+            target = await self._run_node(call, node)
+        call.session.log.warning("more than %d nodes in one call: fallback queue", MAX_HOPS)
+        return plan.fallback
+
+    async def _run_node(self, call: Call, node: Node) -> Target:
+        if node.kind == "play":
+            assert node.prompt is not None and node.next is not None
+            await call.play(node.name, node.prompt)
+            return node.next
+        if node.kind == "menu":
+            return await self._menu(call, node)
+        if node.kind == "broadcast":
+            await self._broadcast(call, node.name)
+            assert node.next is not None
+            return node.next
+        if node.kind == "caller-list":
+            listed = call.caller in call.plan.caller_lists.get(node.caller_list or "", frozenset())
+            call.path.note(node.name, "match" if listed else "no-match")
+            target = node.match if listed else node.next
+            assert target is not None
+            return target
+        if node.kind == "hours":
+            hours = call.plan.hours[node.hours]  # type: ignore[index]
+            is_open = hours.open_at(self.local_time())
+            call.path.note(node.name, "open" if is_open else "closed")
+            target = node.next if is_open else node.closed
+            assert target is not None
+            return target
+        raise ValueError(f"unknown node type {node.kind!r}")
+
+    async def _menu(self, call: Call, menu: Node) -> Target:
+        session, path = call.session, call.path
+        assert menu.prompt is not None
+        sound = prompt_sound(menu.prompt)
+        for _ in range(menu.tries):
+            path.begin(menu.name, sound)
+            digits = await session.get_data(sound, menu.timeout_ms, menu.max_digits)
+            _check_alive(session)
+            if digits is None:
+                path.end("timeout")
+                continue
+            target = menu.options.get(digits)
+            if target is not None:
+                path.end("ok", digits)
+                return target
+            path.end("invalid", digits)
+            if menu.invalid_prompt:
+                await call.play(menu.name, menu.invalid_prompt)
+        session.log.info("no choice in %s after %d tries", menu.name, menu.tries)
+        return menu.default or call.plan.fallback
+
+    async def _broadcast(self, call: Call, node: str) -> None:
+        """Play the emergency broadcast supervisors set in Redis, if any (read on every call)."""
+        if self.redis is None:
+            return
+        try:
+            async with asyncio.timeout(self.broadcast_timeout):
+                value = await self.redis.get(Keys.broadcast)
+        except Exception as exc:  # Redis down: the caller goes on without the broadcast
+            call.session.log.warning("could not read the broadcast from Redis: %r", exc)
+            return
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not value:
+            return
+        sound = value.strip()
+        if not _SOUND.fullmatch(sound):
+            call.session.log.warning("broadcast %r is not a sound name; not played", sound[:80])
+            return
+        await self._play(call, node, sound)
+
+    async def _play(self, call: Call, node: str, sound: str) -> None:
+        session, path = call.session, call.path
+        path.begin(node, sound)
+        reply = await session.stream_file(sound)
         if reply.result == "-1":
             # -1 is a missing file or a hang-up during playback: a NOOP tells which
             # (after a hang-up Asterisk sends the HANGUP line before its reply).
             await session.noop()
             if not session.hung_up:
-                session.log.warning("prompt %s could not be played", prompt)
+                session.log.warning("prompt %s could not be played", sound)
         _check_alive(session)
         path.end("ok")
 
-    async def _menu(self, session: AGISession, path: IvrPath, menu: Menu) -> Route:
-        for _ in range(menu.tries):
-            path.begin(menu.node, menu.prompt)
-            digits = await session.get_data(menu.prompt, menu.timeout_ms, menu.max_digits)
-            _check_alive(session)
-            if digits is None:
-                path.end("timeout")
-                continue
-            route = menu.options.get(digits)
-            if route is not None:
-                path.end("ok", digits)
-                return route
-            path.end("invalid", digits)
-            await self._play(session, path, menu.node, menu.invalid_prompt)
-        session.log.info("no choice in %s after %d tries: default route", menu.node, menu.tries)
-        return menu.fallback
+    async def _set_language(self, call: Call, language: str) -> None:
+        # Asterisk plays "hotline/x" from sounds/<CHANNEL(language)>/hotline/x.
+        await call.session.set_variable("CHANNEL(language)", language)
+        call.language = language
+
+    # ------------------------------------------------------------------ leaving the IVR
+
+    def _route(self, call: Call, target: Target) -> Route:
+        return Route(target.queue or call.plan.fallback.queue, call.plan.skills_for(target, call.language),
+                     target.priority, call.language)
+
+    async def _hand_over(self, call: Call, target: Target) -> Optional[Route]:
+        session, path, plan = call.session, call.path, call.plan
+        if target.kind == "hangup":
+            path.node = "goodbye"
+            if target.prompt:
+                await call.play("goodbye", target.prompt)
+            path.result = "completed"
+            await session.set_variable("HOTLINE_IVR_RESULT", "completed")
+            return None
+        if target.kind == "transfer":
+            transfer = plan.transfers[target.transfer]  # type: ignore[index]
+            route = self._route(call, plan.fallback)
+            path.node = "transfer"
+            await self._set_route(session, route)  # if the number fails, a person still answers
+            await session.set_variable("HOTLINE_TRANSFER", transfer.number)
+            await session.set_variable("HOTLINE_IVR_RESULT", "transfer")
+            path.result, path.transfer = "transfer", transfer.number
+            return route
+        route = self._route(call, target)
+        path.node = "transfer"
+        if plan.transfer_prompt:
+            await call.play("transfer", plan.transfer_prompt)
+        await self._set_route(session, route)
+        return route
 
     @staticmethod
     async def _set_route(session: AGISession, route: Route) -> None:
@@ -338,15 +428,17 @@ class HotlineIvr:
         await session.set_variable("HOTLINE_PRIORITY", route.priority)
         await session.set_variable("HOTLINE_LANG", route.lang)
 
-    async def _fallback_route(self, session: AGISession) -> Optional[Route]:
+    async def _fallback_route(self, call: Call) -> Optional[Route]:
+        session = call.session
         if session.hung_up or session.closed:
             return None
+        route = self._route(call, call.plan.fallback)
         try:
-            await self._set_route(session, self.fallback)
+            await self._set_route(session, route)
         except AGIError as exc:
-            session.log.warning("could not set the default route: %s", exc)
+            session.log.warning("could not set the fallback route: %s", exc)
             return None
-        return self.fallback
+        return route
 
     async def _store(self, session: AGISession, path: IvrPath) -> None:
         if self.redis is None:
@@ -367,16 +459,36 @@ def _check_alive(session: AGISession) -> None:
         raise AGIHangup("the caller hung up")
 
 
+def default_services(tickets_url: Optional[str] = None, tickets_timeout: float = 1.5) -> dict[str, Service]:
+    """Every service the menus may name (ivr.menu.SERVICES)."""
+    from .after_hours import Callback, LeaveMessage
+    from .progress import ProgressQuery
+
+    return {"progress-query": ProgressQuery(tickets_url, timeout=tickets_timeout),
+            "callback": Callback(), "message": LeaveMessage()}
+
+
 def build_handlers(
     redis: Any = None,
     *,
+    lines: Optional[Mapping[str, LinePlan]] = None,
+    services: Optional[Mapping[str, Service]] = None,
     clock: Callable[[], float] = time.time,
-    lines: Mapping[str, LinePlan] = LINES,
+    local_time: Callable[[], dt.datetime] = dt.datetime.now,
     store_timeout: float = 2.0,
 ) -> dict[str, AGIHandler]:
-    """The FastAGI handlers of the hotline: ``{'ivr': ...}`` for ``agi://host:port/ivr``.
+    """The FastAGI handlers of the hotline: ``ivr`` (``agi://host:port/ivr``) and ``survey``.
 
-    ``redis`` is a ``redis.asyncio`` client (None: paths are not stored).
+    ``lines`` defaults to the shipped menus (``ivr/menus``; :class:`ivr.menu.MenuError`
+    if they are wrong); ``redis`` is a ``redis.asyncio`` client (None: no paths stored,
+    no broadcast); ``services`` replace the default IVR services by name (``progress-query``...).
     """
-    ivr = HotlineIvr(redis, clock=clock, lines=lines, store_timeout=store_timeout)
-    return {"ivr": ivr.handle}
+    if lines is None:
+        lines = load_lines()
+    services = {**default_services(), **(services or {})}
+    ivr = HotlineIvr(lines, redis, clock=clock, local_time=local_time, services=services,
+                     store_timeout=store_timeout)
+    from .survey import Survey
+
+    survey = Survey(redis, clock=clock, store_timeout=store_timeout)
+    return {"ivr": ivr.handle, "survey": survey.handle}

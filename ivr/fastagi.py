@@ -40,6 +40,9 @@ log = logging.getLogger("ivr.fastagi")
 
 AGIHandler = Callable[["AGISession"], Awaitable[Any]]
 
+# Two debug lines per command would cost more than the command itself when not logged.
+_DEBUG_ENABLED = functools.partial(log.isEnabledFor, logging.DEBUG)
+
 # Longest line we accept from Asterisk (its own lines are far shorter).
 _LINE_LIMIT = 64 * 1024
 # Asterisk sends about 25 environment lines; more is not Asterisk.
@@ -156,8 +159,12 @@ class AGISession:
         async with self._lock:
             if self._closed:
                 raise AGIHangup("AGI connection is closed", command=line)
-            self.log.debug(">>> %s", line)
+            if _DEBUG_ENABLED():
+                self.log.debug(">>> %s", line)
             try:
+                if timeout is None:  # the common case: no timer to arm for every command
+                    await self._send(line)
+                    return await self._read_reply(line)
                 async with asyncio.timeout(timeout):
                     await self._send(line)
                     return await self._read_reply(line)
@@ -172,7 +179,8 @@ class AGISession:
     async def _send(self, line: str) -> None:
         try:
             self._writer.write(line.encode("utf-8") + b"\n")
-            await self._writer.drain()
+            if self._writer.transport.get_write_buffer_size():  # only wait when the socket pushes back
+                await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             self._lost()
             raise AGIHangup(f"AGI connection lost: {exc}", command=line) from exc
@@ -194,7 +202,8 @@ class AGISession:
     async def _read_reply(self, command: str) -> AGIResponse:
         while True:
             text = await self._read_line(command)
-            self.log.debug("<<< %s", text)
+            if _DEBUG_ENABLED():
+                self.log.debug("<<< %s", text)
             if text == HANGUP_LINE:
                 # Asterisk's notice that the channel hung up; the reply follows.
                 if not self._hung_up:

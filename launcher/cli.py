@@ -147,14 +147,135 @@ def ivr(ctx: typer.Context, config: Optional[Path] = ConfigOption) -> None:
     _run(run_one(settings, "ivr"))
 
 
-@app.command()
-def acd(config: Optional[Path] = ConfigOption) -> None:
+@ivr_app.command("check")
+def ivr_check(
+    files: Optional[list[Path]] = typer.Argument(None, help="Menu files (default: every *.yaml of the menus directory)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Check menu files: one line per problem (unknown target, missing audio, unreachable node, loop), exit 1 if any."""
+    from ivr.menu import MENUS_DIR, check_file
+
+    if not files:
+        directory = _settings(config).ivr_menus_dir or MENUS_DIR
+        files = sorted(Path(directory).glob("*.yaml"))
+        if not files:
+            fail(f"{directory}: no menu files (*.yaml)", 1)
+    problems = [line for path in files for line in check_file(path)]
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{len(files)} menu file(s): no problems")
+
+
+acd_app = typer.Typer(help="The ACD: run it (no subcommand) or manage agents through its HTTP API.")
+app.add_typer(acd_app, name="acd")
+acd_agents_app = typer.Typer(help="Agents of the running ACD (its HTTP API, setting acd_port).", no_args_is_help=True)
+acd_app.add_typer(acd_agents_app, name="agents")
+
+
+@acd_app.callback(invoke_without_command=True)
+def acd(ctx: typer.Context, config: Optional[Path] = ConfigOption) -> None:
     """Run only the ACD (needs Asterisk's AMI: HOTLINE_AMI_* settings)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config
+        return
     settings = _settings(config)
     _logging(settings.log_level)
     from .services import run_one
 
     _run(run_one(settings, "acd"))
+
+
+def _acd_api(ctx: typer.Context, method: str, path: str, body=None, content_type: str = "application/json"):
+    """One request to the running ACD's API; any failure is one error line."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = _settings(ctx.obj)
+    host = "127.0.0.1" if settings.acd_host in ("0.0.0.0", "::") else settings.acd_host
+    url = f"http://{host}:{settings.acd_port}{path}"
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        fail(f"ACD: {message}", 1)
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"ACD API {url}: {getattr(exc, 'reason', exc)}", 1)
+
+
+def _print_json(value) -> None:
+    import json
+
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+@acd_agents_app.command("list")
+def acd_agents_list(ctx: typer.Context) -> None:
+    """Agents with their skills and states."""
+    for agent in _acd_api(ctx, "GET", "/agents"):
+        skills = "+".join(f"{k}:{v}" for k, v in sorted(agent["skills"].items()))
+        reason = f" ({agent['reason']})" if agent["reason"] else ""
+        typer.echo(f"{agent['id']:>6}  {agent['name']:<12} {agent['team']:<12} {agent['state']}{reason:<12} {skills}")
+
+
+@acd_agents_app.command("add")
+def acd_agents_add(ctx: typer.Context, agent_id: str, skills: str = typer.Option(..., help="mandarin:5+english:2"),
+                   name: Optional[str] = typer.Option(None), team: str = typer.Option("default")) -> None:
+    """Add an agent, or change its name, team and skills (effective at once)."""
+    _print_json(_acd_api(ctx, "PUT", f"/agents/{agent_id}", {"name": name or agent_id, "team": team, "skills": skills}))
+
+
+@acd_agents_app.command("remove")
+def acd_agents_remove(ctx: typer.Context, agent_id: str) -> None:
+    """Remove a logged-out agent."""
+    _print_json(_acd_api(ctx, "DELETE", f"/agents/{agent_id}"))
+
+
+@acd_agents_app.command("import")
+def acd_agents_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Add or change many agents from a YAML list or a CSV file (id,name,team,skills)."""
+    kind = "text/csv" if file.suffix.lower() == ".csv" else "application/yaml"
+    _print_json(_acd_api(ctx, "POST", "/agents/import", file.read_bytes(), kind))
+
+
+@acd_agents_app.command("login")
+def acd_agents_login(ctx: typer.Context, agent_id: str,
+                     reason: Optional[str] = typer.Option(None, help="start not ready with this reason")) -> None:
+    """Log an agent in (ready unless --reason)."""
+    _print_json(_acd_api(ctx, "POST", f"/agents/{agent_id}/login", {"reason": reason} if reason else {}))
+
+
+@acd_agents_app.command("logout")
+def acd_agents_logout(ctx: typer.Context, agent_id: str) -> None:
+    """Log an agent out."""
+    _print_json(_acd_api(ctx, "POST", f"/agents/{agent_id}/logout", {}))
+
+
+@acd_agents_app.command("ready")
+def acd_agents_ready(ctx: typer.Context, agent_id: str) -> None:
+    """Make an agent ready (offered the best waiting call at once)."""
+    _print_json(_acd_api(ctx, "POST", f"/agents/{agent_id}/ready", {}))
+
+
+@acd_agents_app.command("not-ready")
+def acd_agents_not_ready(ctx: typer.Context, agent_id: str,
+                         reason: str = typer.Option(..., help="break, meal, training or meeting")) -> None:
+    """Make an agent not ready, with a reason."""
+    _print_json(_acd_api(ctx, "POST", f"/agents/{agent_id}/not-ready", {"reason": reason}))
+
+
+@acd_app.command("decisions")
+def acd_decisions(ctx: typer.Context, limit: int = typer.Option(10, min=1, max=500)) -> None:
+    """Why the latest calls went to their agents (candidates and scores)."""
+    _print_json(_acd_api(ctx, "GET", f"/decisions?limit={limit}"))
 
 
 @app.command()

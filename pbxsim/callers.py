@@ -24,6 +24,11 @@ __all__ = ["SimCaller", "SimPhone", "TruthLog"]
 
 log = logging.getLogger(__name__)
 
+# What a caller keys at the IVR's language menu (ivr/menus/main.yaml).
+LANGUAGE_KEYS = {"zh": "1", "yue": "2", "en": "3"}
+# What callers key at the satisfaction survey, by call number: 1 satisfied, 2 basically, 3 not.
+SURVEY_KEYS = "1111111123"
+
 
 class TruthLog:
     """One JSON line per call the simulator placed (the ground truth)."""
@@ -90,6 +95,14 @@ class SimCaller:
         if event == "AGIExecStart":
             command = dict(headers).get("Command", "")
             if command.upper().startswith(("GET DATA", "WAIT FOR DIGIT", "GET OPTION")):
+                if "hotline/survey" in command:
+                    # The satisfaction survey after the agent hung up: most callers are satisfied.
+                    self._later(self.plan.reaction_s, self._key, SURVEY_KEYS[self.call_id % len(SURVEY_KEYS)])
+                    return
+                if "hotline/language-menu" in command:
+                    # The IVR asks which language: the caller answers with theirs, not a menu input.
+                    self._later(self.plan.reaction_s, self._key, LANGUAGE_KEYS.get(self.plan.language, "1"))
+                    return
                 prompt = self.prompts_seen
                 self.prompts_seen += 1
                 if self.plan.hangup_in_ivr_at_prompt == prompt:

@@ -333,9 +333,14 @@ class PBX:
                     "dnid": channel.dnid}.get(field_name, "")
         if func == "LEN":
             return str(len(arg))
+        if func == "FILTER":
+            # func_strings FILTER(allowed-chars,string): keeps only the allowed characters.
+            allowed, _, value = arg.partition(",")
+            return "".join(ch for ch in value if ch in allowed)
         if func == "CHANNEL" and channel is not None:
             return {"linkedid": channel.linkedid, "name": channel.name, "language": channel.language,
-                    "state": ChannelState.DESC.get(channel.state, "Unknown")}.get(arg.lower(), "")
+                    "state": ChannelState.DESC.get(channel.state, "Unknown"),
+                    "endpoint": channel.endpoint if channel.name.startswith("PJSIP/") else ""}.get(arg.lower(), "")
         return ""
 
     def substitute(self, channel: Optional[Channel], text: str) -> str:
@@ -424,6 +429,10 @@ class PBX:
         if command == "CHANNEL STATUS":
             return f"200 result={channel.state}\n"
         if command == "SET VARIABLE":
+            if args[0].upper() == "CHANNEL(LANGUAGE)":
+                # A dialplan function: written by func_channel, no VarSet event (pbx_builtin_setvar_helper).
+                channel.language = args[1]
+                return "200 result=1\n"
             self.set_variable(channel, args[0], args[1])
             return "200 result=1\n"
         if command in ("GET VARIABLE", "GET FULL VARIABLE"):
@@ -537,6 +546,11 @@ class PBX:
         # RECORD FILE name format escape_digits timeout [offset] [BEEP] [s=silence]
         escape = args[2]
         timeout = float(args[3]) / 1000 if args[3] and float(args[3]) > 0 else None
+        # s=<seconds>: Asterisk stops after that much silence, and a simulated caller sends no audio
+        # (res_agi then answers "(timeout)", as for the time limit).
+        for option in args[4:]:
+            if option.startswith("s=") and option[2:].isdigit() and int(option[2:]) > 0:
+                timeout = min(timeout, float(option[2:])) if timeout is not None else float(option[2:])
         start = time.time()
         digits, _ = await self.read_digits(channel, timeout, 1) if escape else ("", True)
         seconds = time.time() - start

@@ -138,6 +138,14 @@ class Simulator:
         self.pbx.emit("DeviceStateChange", "call,all", [
             ("Device", f"PJSIP/{ext}"), ("State", "NOT_INUSE" if status != "Removed" else "UNAVAILABLE")])
 
+    def phone_dials(self, ext: str, exten: str):
+        """The agent's phone calls ``exten`` in its own context (feature codes such as *41)."""
+        endpoint = self.pbx.endpoints[ext]
+        channel = self.pbx.new_channel("PJSIP", ext, endpoint.context, exten, caller_num=endpoint.callerid_num,
+                                       caller_name=endpoint.callerid_name, dnid=exten)
+        self.pbx.start_dialplan(channel, endpoint.context, exten, 1)
+        return channel
+
     def place_call(self, plan: Optional[CallerPlan] = None) -> SimCaller:
         plan = plan or CallerPlan.draw(self.scenario, self.rng)
         caller = SimCaller(self.pbx, plan, self.truth, len(self.callers) + 1)

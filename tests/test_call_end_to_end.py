@@ -37,7 +37,7 @@ async def hotline(redis, pool, redis_url, pg_url, tmp_path: Path, *, agents=(("1
                     Scenario(agents=0, answer_delay_s=answer_delay, no_answer_share=no_answer))
     await sim.start()
     settings = Settings(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port,
-                        ami_username=user.username, ami_secret=user.secret, agi_port=0, wrapup_s=wrapup,
+                        ami_username=user.username, ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=wrapup,
                         ami_ping_interval_s=5)
     ivr = await run_ivr(settings, redis)
     sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{agi_port or ivr.port}"

@@ -12,7 +12,7 @@ from launcher.demo import DemoOptions, run_demo
 
 async def test_demo_summary_matches_the_simulator_log(pg_url, redis_url, tmp_path):
     settings = Settings(database_url=pg_url, redis_url=redis_url, data_dir=tmp_path, ami_port=free_port(),
-                        agi_port=free_port(), cti_port=free_port())
+                        agi_port=free_port(), cti_port=free_port(), acd_port=free_port())
     log_path, summary_path = tmp_path / "sim.jsonl", tmp_path / "summary.json"
     options = DemoOptions(duration=6, rate=240, agents=4, summary_json=summary_path, sim_log=log_path,
                           talk_mean=0.6, patience_mean=3.0, wrapup=0.1, drain_s=20, speed=8.0, seed=7)

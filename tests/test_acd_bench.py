@@ -1,0 +1,19 @@
+"""``hotline bench acd`` end to end on a small floor: two processes, a checked JSON line."""
+from __future__ import annotations
+
+import json
+
+from bench import acd
+
+
+def test_bench_acd_small(capsys):
+    acd.main(["--agents", "60", "--waiting", "300", "--duration", "0.5", "--processes", "2",
+              "--pbx-agents", "4", "--pbx-callers", "30"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("agents", "waiting", "processes", "decisions_per_s", "p50_ms", "p99_ms", "double_assignments",
+                "free_to_ring_p50_ms", "free_to_ring_p99_ms"):
+        assert key in result
+    assert result["processes"] == 2 and result["agents"] == 60 and result["waiting"] == 300
+    assert result["decisions"] > 0 and result["assignments"] > 0
+    assert result["double_assignments"] == 0
+    assert result["pbx_answered"] == 30 and result["free_to_ring_samples"] > 0

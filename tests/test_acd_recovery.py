@@ -1,0 +1,120 @@
+"""kill -9 of a real ACD process while callers talk, ring and wait; a new ACD process takes over
+from Redis and Asterisk (CoreShowChannels): every call ends with exactly one correct record."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from acd.agents import AgentDirectory
+from hotline.embedded import free_port
+from hotline.keys import Keys
+from hotline.model import AgentState
+from hotline.settings import Settings
+from ivr.service import run_ivr
+from launcher.paths import ASTERISK_CONFIG, SOUNDS
+from pbxsim.scenario import Scenario
+from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
+
+from .test_call_end_to_end import SPEED, plan
+
+
+async def until(predicate, timeout=10.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def start_acd(env: dict[str, str], log_path) -> asyncio.subprocess.Process:
+    log = open(log_path, "ab")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "launcher.cli", "acd", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=log)
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert line.startswith(b"ACD: connected"), line
+    return proc
+
+
+async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redis_url, pg_url, tmp_path):
+    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
+    await sim.start()
+    sim.pbx.globals["HOTLINE_RING_TIMEOUT"] = "100"      # 5 s at this speed: rings through the crash
+    ivr = await run_ivr(Settings(agi_port=0), redis)
+    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
+    directory = AgentDirectory(redis)
+    for agent_id in ("1001", "1002"):
+        sim.register_phone(agent_id)
+        await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
+        await directory.transition(agent_id, AgentState.READY)
+    sim.phones["1002"].answer_delay_s = (1.0, 1.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
+               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
+               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO")
+    proc = await start_acd(env, tmp_path / "acd.log")
+    try:
+        talking = sim.place_call(plan(number="13800000001", talk=3.5))
+        await until(lambda: talking.answered_at is not None)
+        ringing = sim.place_call(plan(number="13800000002", talk=3.0))
+        await until(lambda: sim.phones["1002"].rings == 1)
+        waiting = [sim.place_call(plan(number=f"1380000001{i}", talk=0.2, patience=30)) for i in range(2)]
+        leaving = sim.place_call(plan(number="13800000020", patience=0.4))
+        await until(lambda: all(c.queued_at is not None for c in (*waiting, leaving)))
+        for caller in (*waiting, leaving):              # ... and queued by the ACD in Redis
+            for _ in range(250):
+                if await redis.zscore(Keys.waiting, caller.channel.uniqueid) is not None:
+                    break
+                await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)                  # no cleanup of any kind
+        await proc.wait()
+        # While no ACD runs: the ringing call is answered, one waiting caller gives up, and the
+        # first call ends.
+        await until(lambda: talking.ended_at is not None and leaving.ended_at is not None
+                    and ringing.answered_at is not None, timeout=8)
+        assert all(c.answered_at is None for c in waiting)
+        proc = await start_acd(env, tmp_path / "acd.log")
+        callers = [talking, ringing, *waiting, leaving]
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 20)
+        for _ in range(200):
+            if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await ivr.stop()
+        await sim.stop()
+    rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
+    truth = {r["uniqueid"]: r for r in sim.truth.records}
+    assert set(rows) == set(truth) and len(rows) == 5
+    for uid, row in rows.items():
+        assert (row["outcome"], row["abandoned_in"]) == (truth[uid]["outcome"], truth[uid]["abandoned_in"]), uid
+        assert row["agent"] == truth[uid]["agent"], uid
+    assert rows[leaving.channel.uniqueid]["outcome"] == "abandoned"
+    assert rows[ringing.channel.uniqueid]["agent"] == "1002"
+    # The order of the waiting callers was kept: the first in line was served first.
+    first, second = (rows[c.channel.uniqueid] for c in waiting)
+    assert first["answered_at"] <= second["answered_at"]
+    states = {r["agent_id"]: r["state"] for r in await pool.fetch(
+        "SELECT DISTINCT ON (agent_id) agent_id, state FROM agent_states ORDER BY agent_id, at DESC, id DESC")}
+    assert states == {"1001": "ready", "1002": "ready"}
+
+
+async def test_agent_state_no_channel_explains_is_repaired(redis, pool, redis_url, pg_url, tmp_path):
+    from .test_call_end_to_end import hotline
+
+    agents = (("1001", {"mandarin": 5}), ("1002", {"mandarin": 5}))
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=agents) as (sim, acd):
+        await acd.distributor.wait_idle()                # the start-up recovery is over
+        # As if the events of a call were lost: 1001 reserved, 1002 on a call that never existed.
+        await acd.agents.transition("1001", AgentState.RESERVED, call="1700000000.1")
+        await acd.agents.transition("1002", AgentState.RESERVED, call="1700000000.2")
+        await acd.agents.transition("1002", AgentState.ON_CALL, call="1700000000.2")
+        assert await acd.distributor.reconcile_agents() == 2
+        await until(lambda: {a.state for a in acd.agents.agents.values()} == {AgentState.READY})
+        assert await acd.distributor.reconcile_agents() == 0

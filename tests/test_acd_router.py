@@ -1,0 +1,253 @@
+"""Routing on a real Redis: bucket and skill indexes, strategies, skill expansion, queue files,
+and property-based checks that no call goes to two agents nor two calls to one agent."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acd.agents import AgentDirectory
+from acd.queues import DEFAULT_QUEUES_FILE, QueueBook, QueueConfigError
+from acd.router import Router, WaitingCall, routing_score
+from hotline.keys import Keys
+from hotline.model import AgentState
+
+QUEUES = QueueBook.from_dict({
+    "default": {"strategy": "longest_idle"},
+    "queues": {
+        "busy": {"strategy": "least_occupied"},
+        "skill": {"strategy": "best_skill"},
+        "cantonese": {"expand": [{"after_s": 20, "lower": {"cantonese": 1}},
+                                 {"after_s": 60, "replace": {"cantonese": "mandarin:4"}}]},
+    },
+})
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def floor(redis, clock, agents):
+    directory = AgentDirectory(redis, clock=clock)
+    for agent_id, skills in agents:
+        await directory.upsert(agent_id, f"Agent {agent_id}", "general", skills)
+    return directory
+
+
+async def ready(directory, clock, *ids, step=1.0):
+    for agent_id in ids:
+        clock.now += step
+        await directory.transition(agent_id, AgentState.READY)
+
+
+def call(uid, queued_at, skills, priority=0, queue="general"):
+    return WaitingCall(uid, f"PJSIP/trunk-{uid}", queue, skills, priority, queued_at)
+
+
+async def test_agent_free_takes_priority_first_then_longest_wait(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5, "elderly": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    t = clock.now
+    for c in (call("a", t + 1, {"mandarin": 1}), call("b", t + 2, {"mandarin": 1}, priority=30),
+              call("c", t + 0, {"mandarin": 1}), call("d", t + 3, {"elderly": 1}, priority=30),
+              call("e", t - 5, {"cantonese": 1}, priority=30)):     # nobody here speaks Cantonese
+        assert await router.arrive(c) is None
+    served = []
+    for _ in range(4):
+        await ready(directory, clock, "1001")
+        decision = await router.offer("1001", directory.get("1001").skills)
+        served.append(decision.call)
+        directory.get("1001").state = AgentState.RESERVED
+    assert served == ["b", "d", "c", "a"]
+    await ready(directory, clock, "1001")
+    assert await router.offer("1001", directory.get("1001").skills) is None
+    assert await redis.zrange(Keys.waiting, 0, -1) == ["e"]
+
+
+@pytest.mark.parametrize("queue, expected", [("general", "1001"), ("busy", "1003"), ("skill", "1002")])
+async def test_strategies_pick_the_agent(redis, queue, expected):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 3}), ("1002", {"mandarin": 5}),
+                                           ("1003", {"mandarin": 4}), ("1004", {"english": 5})])
+    await redis.hset(Keys.busy(__import__("acd.agents").agents.busy_day(clock.now)),
+                     mapping={"1001": 300, "1002": 200, "1003": 100})
+    await ready(directory, clock, "1001", "1002", "1003", "1004")    # 1001 idle longest
+    router = Router(redis, QUEUES, clock=clock)
+    decision = await router.arrive(call("x", clock.now, {"mandarin": 2}, queue=queue))
+    assert decision.agent == expected
+    assert decision.candidate_count == 3 and {a for a, _ in decision.candidates} == {"1001", "1002", "1003"}
+    assert (await redis.hgetall(Keys.agent(expected)))["state"] == "reserved"
+    assert await redis.zscore(Keys.ready, expected) is None
+    assert await redis.zscore(Keys.ready_skill("mandarin"), expected) is None
+    assert (await redis.hgetall(Keys.call("x")))["agent"] == expected
+
+
+async def test_ties_go_to_the_longest_idle(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1002", {"mandarin": 5}), ("1001", {"mandarin": 5})])
+    await ready(directory, clock, "1002", "1001")
+    router = Router(redis, QUEUES, clock=clock)
+    assert (await router.arrive(call("x", clock.now, {"mandarin": 1}, queue="skill"))).agent == "1002"
+
+
+async def test_skill_expansion_widens_after_the_configured_waits(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"cantonese": 1}), ("1002", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    start = clock.now
+    assert await router.arrive(call("x", start, {"cantonese": 3}, queue="cantonese")) is None
+    await ready(directory, clock, "1001", "1002", step=0.5)
+    assert await router.offer("1001", {"cantonese": 1}) is None           # level 1 < 3, 1 s waited
+    assert await router.offer("1002", {"mandarin": 5}) is None
+    clock.now = start + 20.5
+    assert await router.offer("1002", {"mandarin": 5}) is None            # 20 s: only the level lowers
+    decision = await router.offer("1001", {"cantonese": 1})
+    assert decision.call == "x"
+    # The same with Mandarin after 60 s; a requeued call arriving late is matched at once.
+    clock.now = start + 100
+    late = await router.arrive(call("y", start, {"cantonese": 3}, queue="cantonese"))
+    assert late is not None and late.agent == "1002"
+
+
+async def test_a_changed_skill_takes_effect_at_once(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5})])
+    await ready(directory, clock, "1001")
+    router = Router(redis, QUEUES, clock=clock)
+    await directory.upsert("1001", "Agent 1001", "general", {"english": 4})
+    assert await redis.zscore(Keys.ready_skill("mandarin"), "1001") is None
+    assert await router.arrive(call("x", clock.now, {"mandarin": 1})) is None
+    assert (await router.arrive(call("y", clock.now, {"english": 2}))).agent == "1001"
+
+
+def test_shipped_queue_file_is_valid():
+    book = QueueBook.from_file(DEFAULT_QUEUES_FILE)
+    assert book.get("enterprise").strategy == "best_skill" and book.get("nosuch").strategy == "longest_idle"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"queues": {"q": {"strategy": "random"}}}, "queues: queues.q.strategy: must be one of longest_idle"),
+    ({"queues": {"q": {"expand": [{"after_s": 30, "drop": ["x"]}, {"after_s": 10, "drop": ["y"]}]}}},
+     "queues: queues.q.expand[1].after_s: must be greater than 30"),
+    ({"queues": {"q": {"expand": [{"after_s": 5, "lower": {"x": 0}}]}}}, "queues.q.expand[0].lower.x: must be"),
+    ({"queues": {"q": {"expand": [{"after_s": 5}]}}}, "queues.q.expand[0]: changes nothing"),
+    ({"queues": {"bad name": {}}}, "queues.bad name: queue names are"),
+    ({"queue": {}}, "queue: unknown key"),
+])
+def test_queue_file_errors_are_one_line(data, message):
+    with pytest.raises(QueueConfigError) as info:
+        QueueBook.from_dict(data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_queue_file_not_yaml(tmp_path):
+    path = tmp_path / "queues.yaml"
+    path.write_text("queues: [\n")
+    with pytest.raises(QueueConfigError, match=r"queues.yaml: line \d+ is not valid YAML"):
+        QueueBook.from_file(path)
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+SKILLS = ("mandarin", "cantonese", "english", "enterprise")
+skill_sets = st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 5), min_size=0, max_size=2)
+agent_skill_sets = st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 5), min_size=1, max_size=3)
+ops = st.lists(st.one_of(
+    st.tuples(st.just("call"), skill_sets, st.sampled_from([0, 10, 30]), st.integers(0, 50)),
+    st.tuples(st.just("free"), st.integers(0, 5)),
+    st.tuples(st.just("race"), st.integers(0, 5), st.integers(0, 5)),
+), min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(agents=st.lists(agent_skill_sets, min_size=1, max_size=6), steps=ops,
+       strategy=st.sampled_from(["general", "busy", "skill"]))
+async def test_routing_invariants(redis, agents, steps, strategy):
+    """Random arrivals and agents freed (some by two routers at once, as two ACD processes):
+    never one call to two agents, never two calls to one reservation, and an agent freed gets
+    the best call it can serve (priority, then longest wait)."""
+    await redis.flushdb()
+    clock = Clock()
+    directory = await floor(redis, clock, [(str(1001 + i), s) for i, s in enumerate(agents)])
+    routers = [Router(redis, QUEUES, clock=clock), Router(redis, QUEUES, clock=clock)]
+    waiting: dict[str, WaitingCall] = {}
+    served: dict[str, str] = {}                   # call -> agent
+    reservations: set[tuple[str, str]] = set()    # (agent, ready since) each used once
+    n = 0
+
+    def record(decision) -> None:
+        assert decision.call not in served, f"call {decision.call} given twice"
+        key = (decision.agent, decision.agent_ready_since)
+        assert key not in reservations, f"agent {decision.agent} reserved twice while ready once"
+        served[decision.call] = decision.agent
+        reservations.add(key)
+        waiting.pop(decision.call, None)
+        directory.get(decision.agent).state = AgentState.RESERVED
+
+    for step in steps:
+        clock.now += 1
+        if step[0] == "call":
+            _, skills, priority, age = step
+            n += 1
+            c = call(f"c{n}", clock.now - age, skills, priority, queue=strategy)
+            decision = await routers[n % 2].arrive(c)
+            if decision is None:
+                waiting[c.uniqueid] = c
+            else:
+                assert decision.agent in directory.agents
+                assert directory.get(decision.agent).can_serve(skills)
+                record(decision)
+        else:
+            ids = [str(1001 + i % len(agents)) for i in step[1:]]
+            for agent_id in dict.fromkeys(ids):
+                if directory.get(agent_id).state != AgentState.READY:
+                    await directory.transition(agent_id, AgentState.READY)
+            if step[0] == "free":
+                agent_id = ids[0]
+                eligible = [c for c in waiting.values() if directory.get(agent_id).can_serve(c.skills)]
+                decision = await routers[0].offer(agent_id, directory.get(agent_id).skills)
+                if not eligible:
+                    assert decision is None
+                else:
+                    best = min(eligible, key=lambda c: (c.score, c.uniqueid))
+                    assert decision is not None and decision.call == best.uniqueid
+                    record(decision)
+            else:   # two routers free the same (or two) agents at the same moment
+                results = await asyncio.gather(*(r.offer(a, directory.get(a).skills)
+                                                  for r, a in zip(routers, ids)))
+                for decision in results:
+                    if decision is not None:
+                        record(decision)
+    # Redis agrees: every served call left the queue, every reserved agent is out of the ready sets.
+    assert set(await redis.zrange(Keys.waiting, 0, -1)) == set(waiting)
+    for call_id, agent_id in served.items():
+        assert (await redis.hget(Keys.call(call_id), "agent")) == agent_id
+    for agent_id, agent in directory.agents.items():
+        in_ready = await redis.zscore(Keys.ready, agent_id) is not None
+        assert in_ready == (agent.state == AgentState.READY)
+        for skill in agent.skills:
+            assert (await redis.zscore(Keys.ready_skill(skill), agent_id) is not None) == in_ready
+    assert routing_score(30, 0) < routing_score(0, -1e9)
+
+
+async def test_a_caller_who_hangs_up_leaves_the_queue_and_its_head(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    first, second = call("a", clock.now, {"mandarin": 1}), call("b", clock.now + 1, {"mandarin": 1})
+    for c in (first, second):
+        await router.arrive(c)
+    async with redis.pipeline(transaction=True) as pipe:
+        await router.withdraw(pipe, "a", first.bucket)
+        await pipe.execute()
+    assert await redis.zscore(Keys.bucket_heads, first.bucket) == second.score
+    await ready(directory, clock, "1001")
+    assert (await router.offer("1001", {"mandarin": 5})).call == "b"
+    assert await redis.zscore(Keys.bucket_heads, first.bucket) is None
