@@ -54,6 +54,7 @@ class LiveCall:
     ring_attempts: int = 0
     caller_hung_up: bool = False
     bucket: str = ""                   # the waiting-call bucket it was queued in (acd/router.py)
+    talk_ended_at: Optional[float] = None   # the bridge with the agent ended (a survey may follow)
 
     def to_redis(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
@@ -65,7 +66,7 @@ class LiveCall:
                    data.get("caller", ""), float(data["arrived_at"]), opt("queued_at"), data.get("queue") or None,
                    data.get("skills", ""), int(data.get("priority") or 0), data.get("state") or "ivr",
                    data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
-                   data.get("caller_hung_up") == "True", data.get("bucket", ""))
+                   data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"))
 
 
 def _duration(text: str) -> float:
@@ -109,7 +110,8 @@ class Distributor:
     def attach(self) -> None:
         for name, handler in (("Newchannel", self.on_newchannel), ("UserEvent", self.on_userevent),
                               ("DialBegin", self.on_dialbegin), ("DialEnd", self.on_dialend),
-                              ("BridgeEnter", self.on_bridgeenter), ("HangupRequest", self.on_hangup_request),
+                              ("BridgeEnter", self.on_bridgeenter), ("BridgeLeave", self.on_bridgeleave),
+                              ("HangupRequest", self.on_hangup_request),
                               ("Hangup", self.on_hangup)):
             self.ami.on_event(name, handler)
         self.ami.on_connected(self._reconnected)
@@ -241,6 +243,12 @@ class Distributor:
             self._spawn(self._transition(call.agent, AgentState.ON_CALL, call=call.uniqueid))
         self._spawn(self._save_call(call))
 
+    def on_bridgeleave(self, msg) -> None:
+        # Talk time ends with the conversation, not with the survey that may follow it.
+        call = self.calls.get(msg.get("Uniqueid", ""))
+        if call is not None and call.answered_at is not None and call.talk_ended_at is None:
+            call.talk_ended_at = self.clock()
+
     def on_hangup_request(self, msg) -> None:
         call = self.calls.get(msg.get("Uniqueid", ""))
         if call is not None:
@@ -348,7 +356,8 @@ class Distributor:
         record = CallRecord(
             uniqueid=call.uniqueid, linkedid=call.linkedid, line=call.line, caller_id=call.caller or None,
             arrived_at=call.arrived_at, queued_at=call.queued_at, answered_at=call.answered_at,
-            ended_at=ended_at, queue=call.queue, agent=call.agent if call.answered_at else None,
+            talk_ended_at=call.talk_ended_at, ended_at=ended_at, queue=call.queue,
+            agent=call.agent if call.answered_at else None,
             outcome=outcome, abandoned_in=where, hangup_cause=cause, ring_attempts=call.ring_attempts,
             priority=call.priority, skills=call.skills or None, ivr_path=ivr_path)
         row = outbox_row("call", **record.to_json())

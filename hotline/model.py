@@ -91,6 +91,7 @@ class CallRecord:
     caller_id: Optional[str] = None
     queued_at: Optional[float] = None
     answered_at: Optional[float] = None
+    talk_ended_at: Optional[float] = None  # end of the conversation (the caller may stay for a survey)
     queue: Optional[str] = None
     agent: Optional[str] = None
     abandoned_in: Optional[AbandonedIn] = None
@@ -111,7 +112,8 @@ class CallRecord:
     def talk_s(self) -> Optional[float]:
         if self.answered_at is None:
             return None
-        return max(0.0, self.ended_at - self.answered_at)
+        end = self.talk_ended_at if self.talk_ended_at is not None else self.ended_at
+        return max(0.0, end - self.answered_at)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

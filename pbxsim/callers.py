@@ -63,6 +63,7 @@ class SimCaller:
     arrived_at: float = 0.0
     queued_at: Optional[float] = None
     answered_at: Optional[float] = None
+    talk_ended_at: Optional[float] = None
     ended_at: Optional[float] = None
     agent: Optional[str] = None
     queue: Optional[str] = None
@@ -130,6 +131,8 @@ class SimCaller:
                 self._later(self.plan.talk_s, self.pbx.remote_hangup, peer)
             else:
                 self._later(self.plan.talk_s, self.hang_up)
+        elif event == "BridgeLeave" and self.talk_ended_at is None:
+            self.talk_ended_at = self.pbx.now()
         elif event == "Hangup":
             self._finished()
 
@@ -168,7 +171,8 @@ class SimCaller:
             "queue": self.queue,
             "agent": self.agent,
             "wait_s": round(wait, 3) if wait is not None else None,
-            "talk_s": round(self.ended_at - self.answered_at, 3) if self.answered_at is not None else None,
+            "talk_s": round((self.talk_ended_at or self.ended_at) - self.answered_at, 3)
+            if self.answered_at is not None else None,
             "hung_up_by": "caller" if self.hung_up_by_caller else ("agent" if self.answered_at else "system"),
         })
         self.done.set()

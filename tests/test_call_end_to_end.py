@@ -156,3 +156,16 @@ async def test_ring_no_answer_requeues_and_another_agent_answers(redis, pool, re
     assert (row["outcome"], row["agent"], row["ring_attempts"]) == ("answered", "1002", 2)
     truth = sim.truth.records[0]
     assert row["wait_s"] == pytest.approx(truth["wait_s"], abs=0.1) and truth["wait_s"] >= 15 / 20
+
+
+async def test_agent_hangs_up_first_survey_is_not_talk_time(redis, pool, redis_url, pg_url, tmp_path):
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path) as (sim, acd):
+        caller = sim.place_call(plan(talk=0.3, agent_hangs_up=True))
+        await asyncio.wait_for(caller.done.wait(), 15)
+    row = (await records(pool))[caller.channel.uniqueid]
+    truth = sim.truth.records[0]
+    assert row["outcome"] == truth["outcome"] == "answered"
+    assert row["talk_s"] == pytest.approx(truth["talk_s"], abs=0.05)
+    assert row["talk_s"] == pytest.approx(0.3, abs=0.1)
+    survey_s = (row["ended_at"] - row["answered_at"]).total_seconds() - row["talk_s"]
+    assert survey_s > 0.05, "the caller stayed for the survey after the agent hung up"
