@@ -28,6 +28,8 @@ __all__ = ["Distributor", "LiveCall"]
 
 log = logging.getLogger(__name__)
 
+SURVEY_SCORES = ("satisfied", "basically_satisfied", "dissatisfied")
+
 
 def _clean(value: Optional[str], limit: int = 64) -> str:
     """Caller-controlled text (caller ID) kept printable and short before we store it."""
@@ -347,11 +349,14 @@ class Distributor:
             where = {"waiting": AbandonedIn.QUEUE, "ringing": AbandonedIn.RINGING}.get(call.state, AbandonedIn.IVR)
             if call.state == "ivr" and not call.caller_hung_up:
                 outcome, where = CallOutcome.IVR_COMPLETED, None
-        ivr_path = None
+        ivr_path, survey = None, None
         try:
             raw = await self.redis.get(Keys.ivr_path(call.uniqueid))
             ivr_path = json.loads(raw) if raw else None
-        except (ValueError, OSError, RedisError) as exc:
+            # The survey runs after the agent hung up; the IVR stores its rating with the call.
+            rating = (ivr_path or {}).get("survey") or {}
+            survey = rating.get("score") if rating.get("score") in SURVEY_SCORES else None
+        except (ValueError, OSError, RedisError, AttributeError) as exc:
             log.warning("call %s: IVR path unreadable: %s", call.uniqueid, exc)
         record = CallRecord(
             uniqueid=call.uniqueid, linkedid=call.linkedid, line=call.line, caller_id=call.caller or None,
@@ -359,7 +364,7 @@ class Distributor:
             talk_ended_at=call.talk_ended_at, ended_at=ended_at, queue=call.queue,
             agent=call.agent if call.answered_at else None,
             outcome=outcome, abandoned_in=where, hangup_cause=cause, ring_attempts=call.ring_attempts,
-            priority=call.priority, skills=call.skills or None, ivr_path=ivr_path)
+            priority=call.priority, skills=call.skills or None, ivr_path=ivr_path, survey=survey)
         row = outbox_row("call", **record.to_json())
         try:
             async with self.redis.pipeline(transaction=True) as pipe:

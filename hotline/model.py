@@ -100,6 +100,7 @@ class CallRecord:
     priority: int = 0
     skills: Optional[str] = None
     ivr_path: Optional[Any] = field(default=None)
+    survey: Optional[str] = None            # satisfied / basically_satisfied / dissatisfied
 
     @property
     def wait_s(self) -> Optional[float]:

@@ -64,6 +64,7 @@ class SimCaller:
     queued_at: Optional[float] = None
     answered_at: Optional[float] = None
     talk_ended_at: Optional[float] = None
+    survey_key: Optional[str] = None
     ended_at: Optional[float] = None
     agent: Optional[str] = None
     queue: Optional[str] = None
@@ -98,7 +99,8 @@ class SimCaller:
             if command.upper().startswith(("GET DATA", "WAIT FOR DIGIT", "GET OPTION")):
                 if "hotline/survey" in command:
                     # The satisfaction survey after the agent hung up: most callers are satisfied.
-                    self._later(self.plan.reaction_s, self._key, SURVEY_KEYS[self.call_id % len(SURVEY_KEYS)])
+                    self.survey_key = SURVEY_KEYS[self.call_id % len(SURVEY_KEYS)]
+                    self._later(self.plan.reaction_s, self._key, self.survey_key)
                     return
                 if "hotline/language-menu" in command:
                     # The IVR asks which language: the caller answers with theirs, not a menu input.
@@ -173,6 +175,7 @@ class SimCaller:
             "wait_s": round(wait, 3) if wait is not None else None,
             "talk_s": round((self.talk_ended_at or self.ended_at) - self.answered_at, 3)
             if self.answered_at is not None else None,
+            "survey": {"1": "satisfied", "2": "basically_satisfied", "3": "dissatisfied"}.get(self.survey_key or ""),
             "hung_up_by": "caller" if self.hung_up_by_caller else ("agent" if self.answered_at else "system"),
         })
         self.done.set()

@@ -169,3 +169,4 @@ async def test_agent_hangs_up_first_survey_is_not_talk_time(redis, pool, redis_u
     assert row["talk_s"] == pytest.approx(0.3, abs=0.1)
     survey_s = (row["ended_at"] - row["answered_at"]).total_seconds() - row["talk_s"]
     assert survey_s > 0.05, "the caller stayed for the survey after the agent hung up"
+    assert row["survey"] == truth["survey"] == "satisfied"      # the simulated caller keyed 1
