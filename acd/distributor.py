@@ -24,11 +24,18 @@ from .agents import AgentDirectory, AgentError, outbox_row
 from .queues import QueueBook
 from .router import Decision, Router, WaitingCall
 
-__all__ = ["Distributor", "LiveCall"]
+__all__ = ["Distributor", "LiveCall", "preference_skill"]
+
+
+def preference_skill(agent_id: str) -> str:
+    """The requirement of a returning caller's own bucket: only this agent is offered it (acd/queues.yaml
+    ``returning``); no agent has the skill, so only an offer made for this agent can see the bucket."""
+    return f"prefer-agent-{agent_id}"
 
 log = logging.getLogger(__name__)
 
 SURVEY_SCORES = ("satisfied", "basically_satisfied", "dissatisfied")
+HANDLE_TIMES_KEPT = 20          # the wait estimate averages the handle time of a queue's last 20 calls
 
 
 def _clean(value: Optional[str], limit: int = 64) -> str:
@@ -57,6 +64,10 @@ class LiveCall:
     caller_hung_up: bool = False
     bucket: str = ""                   # the waiting-call bucket it was queued in (acd/router.py)
     talk_ended_at: Optional[float] = None   # the bridge with the agent ended (a survey may follow)
+    offer: str = ""                    # what the caller is offered past the queue's limit ("callback+message")
+    overflowed_from: str = ""          # the queue it overflowed from (queues.yaml overflow)
+    callback: str = ""                 # number to call back: the caller hung up, keeping the place
+    leg: str = ""                      # uniqueid of the call-back leg placed to the caller
 
     def to_redis(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
@@ -68,7 +79,9 @@ class LiveCall:
                    data.get("caller", ""), float(data["arrived_at"]), opt("queued_at"), data.get("queue") or None,
                    data.get("skills", ""), int(data.get("priority") or 0), data.get("state") or "ivr",
                    data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
-                   data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"))
+                   data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"),
+                   data.get("offer", ""), data.get("overflowed_from", ""), data.get("callback", ""),
+                   data.get("leg", ""))
 
 
 def _duration(text: str) -> float:
@@ -107,6 +120,8 @@ class Distributor:
         self.decisions: list[dict[str, Any]] = []      # recent routing explanations
         self._unsent: list[str] = []                    # finished records Redis could not take yet
         self._resend: Optional[asyncio.Task] = None
+        self.callback_ring_s = 30.0                     # how long a call back rings the caller
+        self._preferred: dict[str, set[str]] = {}       # agent -> returning callers waiting for it
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -140,6 +155,7 @@ class Distributor:
             except asyncio.TimeoutError:
                 log.error("Redis still down at shutdown: %d call record(s) not saved: %s",
                           len(self._unsent), self._unsent)
+        await self.router.aclose()
 
     # ---- AMI events ---------------------------------------------------------------------
     def on_newchannel(self, msg) -> None:
@@ -160,11 +176,16 @@ class Distributor:
         if name == "HotlineAgent":
             self._agent_feature_code(msg)
             return
+        if name == "HotlineCallbackAnswered":
+            self._callback_answered(msg)
+            return
         call = self.calls.get(msg.get("Uniqueid", ""))
         if call is None:
             return
         if name == "HotlineWaiting":
             self._enqueue(call, msg)
+        elif name == "HotlineQueueChoice":
+            self._queue_choice(call, msg.get("Choice", ""), msg.get("Number", ""))
         elif name == "HotlineRingNoAnswer":
             self._agent_missed(call, msg.get("Agent", ""), msg.get("DialStatus", ""))
 
@@ -205,6 +226,7 @@ class Distributor:
         except ValueError:
             priority = 0
         now = self.clock()
+        first_entry = call.queued_at is None
         if call.queued_at is None:
             call.queued_at = now
         call.queue, call.priority, call.state = queue, priority, "waiting"
@@ -213,6 +235,9 @@ class Distributor:
         waiting = WaitingCall(call.uniqueid, call.channel, queue, skills, priority, call.queued_at)
         call.bucket = waiting.bucket
         self.waiting[call.uniqueid] = waiting
+        if first_entry and call.caller and self.router.queues.returning.enabled:
+            self._spawn(self._returning(call, waiting))
+            return
         self._spawn(self._save_waiting(call, waiting))
 
     def on_dialbegin(self, msg) -> None:
@@ -262,7 +287,22 @@ class Distributor:
         if call is None:
             self._agent_leg_ended(msg)
             return
-        self.waiting.pop(uid, None)
+        if call.callback and uid == call.uniqueid:
+            # Virtual hold: the caller hung up after asking for a call back; the place is kept (the
+            # call ends with its call-back leg, or when the call back fails).
+            self.calls[uid] = call
+            if not call.leg or call.leg == "pending":
+                call.channel = ""
+                waiting = self.waiting.get(uid)
+                if waiting is not None:
+                    waiting.channel = ""
+            self._spawn(self._save_call(call))
+            return
+        if call.uniqueid != uid:
+            self.calls.pop(call.uniqueid, None)      # the call-back leg ended: so did the call
+        elif call.leg:
+            self.calls.pop(call.leg, None)
+        self.waiting.pop(call.uniqueid, None)
         cause = msg.get("Cause", "")
         self._spawn(self._finish(call, self.clock(), int(cause) if cause.isdigit() else None))
 
@@ -333,11 +373,17 @@ class Distributor:
             log.warning("%s", exc)
             return
         try:
-            decision = await self.router.offer(agent_id, self.agents.get(agent_id).skills, now, becoming_ready=step)
+            skills = self.agents.get(agent_id).skills
+            if self._preferred.get(agent_id):
+                # A returning caller waits for this agent: their own bucket, in the same script.
+                skills = {preference_skill(agent_id): 1}
+            decision = await self.router.offer(agent_id, skills, now, becoming_ready=step)
         except (RedisError, OSError):
             await self._transition(agent_id, AgentState.READY)      # kept in memory, saved later
             return
         self.agents.became_ready(agent_id, now)
+        if decision is None and skills is not self.agents.get(agent_id).skills:
+            self.offer_agent(agent_id)              # nobody for it there: the usual calls
         if decision is not None:
             await self._assigned(decision)
 
@@ -347,8 +393,8 @@ class Distributor:
         else:
             outcome = CallOutcome.ABANDONED
             where = {"waiting": AbandonedIn.QUEUE, "ringing": AbandonedIn.RINGING}.get(call.state, AbandonedIn.IVR)
-            if call.state == "ivr" and not call.caller_hung_up:
-                outcome, where = CallOutcome.IVR_COMPLETED, None
+            if call.state == "ivr" and not call.caller_hung_up or call.state == "message":
+                outcome, where = CallOutcome.IVR_COMPLETED, None      # served by the IVR (a message left)
         ivr_path, survey = None, None
         try:
             raw = await self.redis.get(Keys.ivr_path(call.uniqueid))
@@ -369,6 +415,14 @@ class Distributor:
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(Keys.outbox, row)
+                if outcome == CallOutcome.ANSWERED and call.queue:
+                    # Handle time (talk + wrap-up) of the queue's last calls: what the wait estimate uses.
+                    talk = (call.talk_ended_at or ended_at) - call.answered_at
+                    pipe.lpush(Keys.handle_times(call.queue), round(talk + self.wrapup_for(call.agent or ""), 1))
+                    pipe.ltrim(Keys.handle_times(call.queue), 0, HANDLE_TIMES_KEPT - 1)
+                if call.caller and call.agent and outcome == CallOutcome.ANSWERED and self.router.queues.returning.enabled:
+                    pipe.set(Keys.last_agent(call.caller), call.agent,
+                             ex=int(self.router.queues.returning.days * 86400))
                 pipe.delete(Keys.call(call.uniqueid))
                 pipe.srem(Keys.calls, call.uniqueid)
                 pipe.zrem(Keys.waiting, call.uniqueid)
@@ -439,6 +493,18 @@ class Distributor:
         # Skill expansion: when the requirement widens, ready agents look again.
         loop = asyncio.get_running_loop()
         waited = self.clock() - waiting.queued_at
+        rules = self.router.queues.get(waiting.queue)
+        if rules.limited and not (call.overflowed_from and rules.overflow) and not call.callback:
+            too_long = False
+            if rules.max_length is not None:
+                try:
+                    too_long = await self.queue_length(waiting.queue) > rules.max_length
+                except (RedisError, OSError):
+                    pass
+            if too_long or (rules.max_wait_s is not None and waited >= rules.max_wait_s):
+                await self._limit_reached(call.uniqueid, waiting)
+            elif rules.max_wait_s is not None:
+                loop.call_later(rules.max_wait_s - waited, self._limit_due, call.uniqueid, waiting)
         for after in self.router.waits_that_matter(waiting):
             if after > waited:
                 loop.call_later(after - waited + 0.01, self._expansion_due, call.uniqueid)
@@ -592,7 +658,12 @@ class Distributor:
         if agent is None or agent.state != AgentState.READY:
             return
         try:
-            decision = await self.router.offer(agent_id, agent.skills)
+            decision = None
+            if self._preferred.get(agent_id):
+                # Returning callers waiting for this very agent first (their own bucket).
+                decision = await self.router.offer(agent_id, {preference_skill(agent_id): 1})
+            if decision is None:
+                decision = await self.router.offer(agent_id, agent.skills)
         except (RedisError, OSError) as exc:
             log.warning("agent %s: routing failed (%s); again when Redis answers", agent_id, exc)
             self._redis_failed()
@@ -627,6 +698,8 @@ class Distributor:
         agent.state, agent.state_since, agent.call, agent.reason = (
             AgentState.RESERVED, decision.at, decision.call, "")
         waiting = self.waiting.pop(decision.call, None)
+        for waiting_for in self._preferred.values():
+            waiting_for.discard(decision.call)
         live = self.calls.get(decision.call)
         if live is not None:
             live.state, live.agent = "ringing", agent.id
@@ -646,6 +719,10 @@ class Distributor:
             log.warning("agent %s: reservation history not saved (%s)", agent.id, exc)
 
     async def _connect(self, uniqueid: str, channel: str, agent_id: str) -> None:
+        live = self.calls.get(uniqueid)
+        if live is not None and live.callback and not live.leg:
+            await self._call_back(live, agent_id)
+            return
         try:
             await self.ami.send_action({"Action": "Redirect", "Channel": channel,
                                         "Context": self.connect_context, "Exten": agent_id, "Priority": "1"})
@@ -655,3 +732,137 @@ class Distributor:
             agent = self.agents.agents.get(agent_id)
             if agent is not None and agent.state == AgentState.RESERVED and agent.call == uniqueid:
                 await self._transition(agent_id, AgentState.READY)
+
+    # ---- queue experience: limits, overflow, call back, message ---------------------------
+    async def queue_length(self, queue: str) -> int:
+        """Calls waiting in this queue (every bucket of it), across ACD processes."""
+        buckets = [b for b in await self.redis.smembers(Keys.buckets) if b.split(":", 1)[0] == queue]
+        if not buckets:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.zcard(Keys.bucket(bucket))
+            return sum(await pipe.execute())
+
+    def _limit_due(self, uniqueid: str, waiting: WaitingCall) -> None:
+        if self.waiting.get(uniqueid) is waiting:
+            self._spawn(self._limit_reached(uniqueid, waiting))
+
+    async def _limit_reached(self, uniqueid: str, waiting: WaitingCall) -> None:
+        """The wait or the queue length passed the queue's limit: overflow, or offer a call back/message."""
+        call = self.calls.get(uniqueid)
+        if call is None or self.waiting.get(uniqueid) is not waiting:
+            return
+        rules = self.router.queues.get(waiting.queue)
+        if rules.overflow and not call.overflowed_from:
+            await self._withdraw_waiting(call)
+            call.overflowed_from = waiting.queue
+            skills = rules.overflow_skills if rules.overflow_skills is not None else call.skills
+            log.info("call %s: limit of queue %s passed, overflows to %s (%s)", uniqueid, waiting.queue,
+                     rules.overflow, skills or "no skill")
+            # The same place in time: _enqueue keeps the first queue time.
+            self._enqueue(call, {"Queue": rules.overflow, "Skills": skills, "Priority": str(call.priority)})
+        elif rules.offer and not call.offer:
+            call.offer = "+".join(rules.offer)
+            log.info("call %s: limit of queue %s passed, offering %s", uniqueid, waiting.queue, call.offer)
+            try:
+                await self.redis.hset(Keys.call(uniqueid), "offer", call.offer)
+            except (RedisError, OSError) as exc:
+                log.warning("call %s: offer not saved (%s)", uniqueid, exc)
+
+    async def _withdraw_waiting(self, call: LiveCall) -> None:
+        self.waiting.pop(call.uniqueid, None)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(Keys.waiting, call.uniqueid)
+            if call.bucket:
+                await self.router.withdraw(pipe, call.uniqueid, call.bucket)
+            await pipe.execute()
+
+    def _queue_choice(self, call: LiveCall, choice: str, number: str) -> None:
+        """The caller took the offer at the announcement (dialplan hotline-wait, UserEvent HotlineQueueChoice)."""
+        if call.state != "waiting" or call.uniqueid not in self.waiting:
+            return
+        if choice == "message":
+            call.state = "message"
+            self._spawn(self._withdraw_waiting(call))
+        elif choice == "callback":
+            digits = "".join(ch for ch in number if ch.isdigit())
+            if len(digits) < 5:
+                log.warning("call %s: call back asked without a usable number", call.uniqueid)
+                return
+            call.callback = digits
+            log.info("call %s: call back to %s, keeping the place", call.uniqueid, digits)
+            self._spawn(self._save_call(call))
+
+    async def _call_back(self, call: LiveCall, agent_id: str) -> None:
+        """An agent is reserved for a caller on virtual hold: call them over the trunk; once they answer,
+        the dialplan (hotline-callback) raises HotlineCallbackAnswered and rings the reserved agent."""
+        call.leg = "pending"
+        try:
+            # The call-back leg carries the queue variables: if the agent does not answer it waits
+            # in hotline-wait like any caller (and keeps the first queue time).
+            await self.ami.send_action([
+                ("Action", "Originate"), ("Channel", f"PJSIP/{call.callback}@trunk"),
+                ("Context", "hotline-callback"), ("Exten", agent_id), ("Priority", "1"),
+                ("Timeout", str(int(self.callback_ring_s * 1000))), ("CallerID", "12345 <12345>"),
+                ("Variable", f"HOTLINE_CALLBACK_OF={call.uniqueid}"), ("Variable", f"HOTLINE_QUEUE={call.queue}"),
+                ("Variable", f"HOTLINE_SKILLS={call.skills}"), ("Variable", f"HOTLINE_PRIORITY={call.priority}")],
+                timeout=self.callback_ring_s + 10)
+        except (AMIActionError, AMIError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("call %s: call back to %s failed (%s); the call ends", call.uniqueid, call.callback, exc)
+            self.calls.pop(call.uniqueid, None)
+            call.state = "waiting"
+            await self._finish(call, self.clock(), None)
+
+    def _callback_answered(self, msg) -> None:
+        call = self.calls.get(msg.get("Of", ""))
+        if call is None or not call.callback or call.leg not in ("", "pending"):
+            return
+        call.leg, call.channel = msg.get("Uniqueid", ""), msg.get("Channel", "")
+        self.calls[call.leg] = call
+        self._spawn(self._save_call(call))
+
+    # ---- returning callers ----------------------------------------------------------------
+    async def _returning(self, call: LiveCall, waiting: WaitingCall) -> None:
+        """A caller answered within ``returning.days`` waits up to ``returning.wait_s`` for the agent who
+        answered them last (if that agent is logged in, not on a break, and has the skills), then is
+        queued as usual with its first queue time."""
+        rules = self.router.queues.returning
+        try:
+            agent_id = await self.redis.get(Keys.last_agent(call.caller))
+        except (RedisError, OSError):
+            agent_id = None
+        agent = self.agents.agents.get(agent_id or "")
+        usable = agent is not None and agent.state not in (AgentState.LOGGED_OUT, AgentState.NOT_READY) \
+            and agent.can_serve(waiting.skills)
+        if not usable or self.waiting.get(call.uniqueid) is not waiting:
+            if self.waiting.get(call.uniqueid) is waiting:
+                await self._save_waiting(call, waiting)
+            return
+        own = WaitingCall(call.uniqueid, call.channel, waiting.queue, {preference_skill(agent.id): 1},
+                          waiting.priority, waiting.queued_at)
+        self.waiting[call.uniqueid] = own
+        call.bucket = own.bucket
+        self._preferred.setdefault(agent.id, set()).add(call.uniqueid)
+        log.info("call %s: returning caller, waits up to %gs for agent %s", call.uniqueid, rules.wait_s, agent.id)
+        asyncio.get_running_loop().call_later(rules.wait_s, self._preference_over, call.uniqueid, own, waiting)
+        await self._save_waiting(call, own)
+        if self.waiting.get(call.uniqueid) is own and agent.state == AgentState.READY:
+            self.offer_agent(agent.id)
+
+    def _preference_over(self, uniqueid: str, own: WaitingCall, usual: WaitingCall) -> None:
+        for waiting_for in self._preferred.values():
+            waiting_for.discard(uniqueid)
+        call = self.calls.get(uniqueid)
+        if call is None or self.waiting.get(uniqueid) is not own:
+            return
+
+        async def requeue() -> None:
+            await self._withdraw_waiting(call)
+            if call.state != "waiting" or uniqueid in self.waiting:
+                return
+            usual.channel = call.channel
+            self.waiting[uniqueid] = usual
+            call.bucket = usual.bucket
+            await self._save_waiting(call, usual)
+        self._spawn(requeue())

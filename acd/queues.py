@@ -17,7 +17,25 @@
 
 Expansion steps apply in order, each to the result of the one before; after ``after_s``
 seconds of waiting, an agent may take the call if it meets the requirement of any step
-reached. A bad file is refused with one line naming the place, e.g.
+reached.
+
+Queue experience (all optional, per queue or under ``default``)::
+
+      general:
+        max_wait_s: 300            # waited this long ...
+        max_length: 50             # ... or this many calls already waiting when it arrives:
+        overflow: backup           # move to the backup group's queue (keeps its place in time)
+        overflow_skills: "mandarin:1"   # and require these skills there instead (optional)
+        offer: [callback, message] # or offer the caller a callback that keeps the place, or a message
+
+and, for the whole hotline, returning callers (off unless enabled)::
+
+    returning:
+      enabled: true
+      days: 7                      # a caller who called within 7 days ...
+      wait_s: 5                    # ... waits up to 5 s for the agent who answered them last
+
+A bad file is refused with one line naming the place, e.g.
 ``acd/queues.yaml: queues.cantonese.expand[1].after_s: must be greater than 20``.
 """
 from __future__ import annotations
@@ -30,7 +48,8 @@ import yaml
 
 from hotline.model import SkillError, parse_skills, valid_name
 
-__all__ = ["DEFAULT_QUEUES_FILE", "ExpansionStep", "QueueBook", "QueueConfig", "QueueConfigError", "STRATEGIES"]
+__all__ = ["DEFAULT_QUEUES_FILE", "ExpansionStep", "OFFERS", "QueueBook", "QueueConfig", "QueueConfigError",
+           "Returning", "STRATEGIES"]
 
 # When a call arrives and several ready agents can take it, the queue's strategy picks one;
 # ties go to the agent idle longest, then to the lowest agent id.
@@ -69,6 +88,15 @@ class QueueConfig:
     name: str
     strategy: str = "longest_idle"
     expand: tuple[ExpansionStep, ...] = ()
+    max_wait_s: Optional[float] = None
+    max_length: Optional[int] = None
+    overflow: Optional[str] = None
+    overflow_skills: Optional[str] = None
+    offer: tuple[str, ...] = ()
+
+    @property
+    def limited(self) -> bool:
+        return (self.max_wait_s is not None or self.max_length is not None) and bool(self.overflow or self.offer)
 
     def stages(self, required: dict[str, int]) -> list[tuple[float, dict[str, int]]]:
         """(seconds of waiting, requirement) for the call as it arrives and after each step."""
@@ -80,11 +108,23 @@ class QueueConfig:
         return stages
 
 
+OFFERS = ("callback", "message")
+
+
+@dataclass(frozen=True)
+class Returning:
+    """A caller who called within ``days`` waits up to ``wait_s`` for the agent who answered them last."""
+    enabled: bool = False
+    days: float = 7.0
+    wait_s: float = 5.0
+
+
 @dataclass
 class QueueBook:
     default: QueueConfig = field(default_factory=lambda: QueueConfig("default"))
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     wrapup_s: dict[str, float] = field(default_factory=dict)      # per team; others: setting wrapup_s
+    returning: "Returning" = field(default_factory=lambda: Returning())
     source: Optional[Path] = None
     mtime: float = 0.0
 
@@ -123,8 +163,8 @@ class QueueBook:
         if not isinstance(data, dict):
             fail("top level", "must be a mapping with 'default' and 'queues'")
         for key in data:
-            if key not in ("default", "queues", "teams"):
-                fail(str(key), "unknown key (expected 'default', 'queues' or 'teams')")
+            if key not in ("default", "queues", "teams", "returning"):
+                fail(str(key), "unknown key (expected 'default', 'queues', 'teams' or 'returning')")
         default = _queue("default", data.get("default") or {}, "default", fail)
         queues = {}
         raw_queues = data.get("queues") or {}
@@ -147,7 +187,21 @@ class QueueBook:
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 3600:
                 fail(f"teams.{team}.wrapup_s", "must be a number of seconds, 0..3600")
             wrapup[team] = float(seconds)
-        return cls(default, queues, wrapup)
+        raw_ret = data.get("returning") or {}
+        if not isinstance(raw_ret, dict) or set(raw_ret) - {"enabled", "days", "wait_s"}:
+            fail("returning", "must be a mapping with enabled, days, wait_s")
+        if not isinstance(raw_ret.get("enabled", False), bool):
+            fail("returning.enabled", "must be true or false")
+        for key, top in (("days", 366), ("wait_s", 60)):
+            value = raw_ret.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
+                fail(f"returning.{key}", f"must be a number, more than 0 and at most {top}")
+        returning = Returning(raw_ret.get("enabled", False), float(raw_ret.get("days", 7)),
+                              float(raw_ret.get("wait_s", 5)))
+        for name, queue in queues.items():
+            if queue.overflow and queue.overflow == name:
+                fail(f"queues.{name}.overflow", "must name another queue")
+        return cls(default, queues, wrapup, returning)
 
     def reload_if_changed(self) -> Optional["QueueBook"]:
         """A new book if the file changed on disk (a bad file keeps the old rules, raising)."""
@@ -166,8 +220,9 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
     if not isinstance(raw, dict):
         fail(where, "must be a mapping (strategy, expand)")
     for key in raw:
-        if key not in ("strategy", "expand"):
-            fail(f"{where}.{key}", "unknown key (expected 'strategy' or 'expand')")
+        if key not in ("strategy", "expand", "max_wait_s", "max_length", "overflow", "overflow_skills", "offer"):
+            fail(f"{where}.{key}", "unknown key (expected strategy, expand, max_wait_s, max_length, overflow, "
+                                   "overflow_skills or offer)")
     strategy = raw.get("strategy", "longest_idle")
     if strategy not in STRATEGIES:
         fail(f"{where}.strategy", f"must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
@@ -210,4 +265,26 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
         if not (lower or replace or drop):
             fail(here, "changes nothing (give lower, replace or drop)")
         steps.append(ExpansionStep(float(after), tuple(lower), tuple(replace), tuple(drop)))
-    return QueueConfig(name, strategy, tuple(steps))
+    max_wait = raw.get("max_wait_s")
+    if max_wait is not None and (isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or max_wait <= 0):
+        fail(f"{where}.max_wait_s", "must be a number of seconds, more than 0")
+    max_length = raw.get("max_length")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        fail(f"{where}.max_length", "must be a whole number, 1 or more")
+    overflow = raw.get("overflow")
+    if overflow is not None and (not isinstance(overflow, str) or not valid_name(overflow)):
+        fail(f"{where}.overflow", "must be a queue name")
+    overflow_skills = raw.get("overflow_skills")
+    if overflow_skills is not None:
+        try:
+            parse_skills(str(overflow_skills))
+        except SkillError as exc:
+            fail(f"{where}.overflow_skills", str(exc))
+        overflow_skills = str(overflow_skills)
+    offer = raw.get("offer") or []
+    if not isinstance(offer, list) or not all(o in OFFERS for o in offer):
+        fail(f"{where}.offer", "must be a list of: callback, message")
+    if overflow and offer:
+        fail(where, "give overflow or offer, not both")
+    return QueueConfig(name, strategy, tuple(steps), None if max_wait is None else float(max_wait), max_length,
+                       overflow, overflow_skills, tuple(offer))

@@ -93,6 +93,7 @@ async def populate(url: str, agents: int, waiting: int, seed: int) -> list[str]:
         await router.arrive(WaitingCall(f"w{i}", f"PJSIP/trunk-{i:08x}", "general", needs, priority,
                                         now - rng.uniform(0, 600)))
     await redis.delete("hotline:outbox")
+    await router.aclose()
     await redis.aclose()
     return ids
 
@@ -170,6 +171,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    await router.aclose()
     await redis.aclose()
     results.put({"index": index, "elapsed": elapsed, "latencies": latencies, "claims": claims,
                  "arrivals": arrivals, "stale_retries": router.stale_retries})

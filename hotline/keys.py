@@ -49,5 +49,13 @@ class Keys:
         return f"hotline:ivr:{uniqueid}"          # JSON of the caller's path through the IVR
 
     @staticmethod
+    def handle_times(queue: str) -> str:
+        return f"hotline:aht:{queue}"             # LIST: handle seconds of the queue's last calls, newest first
+
+    @staticmethod
+    def last_agent(caller: str) -> str:
+        return f"hotline:lastagent:{caller}"      # STRING: agent who answered this caller last (expires)
+
+    @staticmethod
     def survey(uniqueid: str) -> str:
         return f"hotline:survey:{uniqueid}"       # JSON of the satisfaction survey (also in the IVR path)

@@ -477,7 +477,7 @@ def build_handlers(
     local_time: Callable[[], dt.datetime] = dt.datetime.now,
     store_timeout: float = 2.0,
 ) -> dict[str, AGIHandler]:
-    """The FastAGI handlers of the hotline: ``ivr`` (``agi://host:port/ivr``) and ``survey``.
+    """The FastAGI handlers of the hotline: ``ivr`` (``agi://host:port/ivr``), ``survey`` and ``announce``.
 
     ``lines`` defaults to the shipped menus (``ivr/menus``; :class:`ivr.menu.MenuError`
     if they are wrong); ``redis`` is a ``redis.asyncio`` client (None: no paths stored,
@@ -490,5 +490,8 @@ def build_handlers(
                      store_timeout=store_timeout)
     from .survey import Survey
 
+    from .announce import Announce
+
     survey = Survey(redis, clock=clock, store_timeout=store_timeout)
-    return {"ivr": ivr.handle, "survey": survey.handle}
+    announce = Announce(redis, clock=clock, store_timeout=store_timeout)
+    return {"ivr": ivr.handle, "survey": survey.handle, "announce": announce.handle}

@@ -71,6 +71,11 @@ class SimCaller:
     ringing: bool = False
     hung_up_by_caller: bool = False
     prompts_seen: int = 0
+    announced_positions: list = field(default_factory=list)   # places in the queue the caller was told
+    first_uniqueid: Optional[str] = None         # the call's first channel (a call back is another one)
+    waiting_for_callback: bool = False
+    was_called_back: bool = False
+    _next_say: Optional[str] = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
@@ -96,7 +101,26 @@ class SimCaller:
     def on_channel_event(self, channel: Channel, event: str, headers) -> None:
         if event == "AGIExecStart":
             command = dict(headers).get("Command", "")
-            if command.upper().startswith(("GET DATA", "WAIT FOR DIGIT", "GET OPTION")):
+            upper = command.upper()
+            if upper.startswith("STREAM FILE HOTLINE/QUEUE-POSITION"):
+                self._next_say = "position"
+            elif upper.startswith("SAY NUMBER") and self._next_say == "position":
+                self._next_say = None
+                self.announced_positions.append(int(command.split()[2]))
+            elif upper.startswith("RECORD FILE"):
+                # Leaving a message: say it, then key # to end it.
+                self._later(self.plan.reaction_s + 0.2, self._key, "#")
+                return
+            if upper.startswith(("GET DATA", "WAIT FOR DIGIT", "GET OPTION")):
+                if "hotline/queue-offer" in command:
+                    # Past the queue's limit: a call back (1), a message (2), or keep waiting.
+                    key = {"callback": "1", "message": "2"}.get(self.plan.queue_choice or "")
+                    if key:
+                        if key == "1":
+                            self.waiting_for_callback = True
+                            self.pbx.trunk_callees[self.plan.number] = self
+                        self._later(self.plan.reaction_s, self._key, key)
+                    return
                 if "hotline/survey" in command:
                     # The satisfaction survey after the agent hung up: most callers are satisfied.
                     self.survey_key = SURVEY_KEYS[self.call_id % len(SURVEY_KEYS)]
@@ -136,10 +160,20 @@ class SimCaller:
         elif event == "BridgeLeave" and self.talk_ended_at is None:
             self.talk_ended_at = self.pbx.now()
         elif event == "Hangup":
+            if self.waiting_for_callback and channel is self.channel and not self.was_called_back:
+                return          # hung up to wait for the call back, which keeps the place
             self._finished()
 
+    def called_back(self, call) -> None:
+        """The hotline calls back (Originate over the trunk): answer it, talk as planned."""
+        self.waiting_for_callback = False
+        self.was_called_back = True
+        self.first_uniqueid = self.first_uniqueid or (self.channel.uniqueid if self.channel else None)
+        self.channel = call.channel
+        self._later(self.plan.reaction_s, call.answer)
+
     def _patience_over(self) -> None:
-        if self.answered_at is None:
+        if self.answered_at is None and not self.waiting_for_callback and not self.was_called_back:
             self.hang_up()
 
     def _finished(self) -> None:
@@ -160,7 +194,7 @@ class SimCaller:
             wait = (self.answered_at if self.answered_at is not None else self.ended_at) - self.queued_at
         self.truth.write({
             "id": self.call_id,
-            "uniqueid": self.channel.uniqueid if self.channel else None,
+            "uniqueid": self.first_uniqueid or (self.channel.uniqueid if self.channel else None),
             "caller": self.plan.number,
             "line": self.plan.line,
             "language": self.plan.language,

@@ -92,6 +92,8 @@ class PBX:
         self.globals = dict(dialplan.globals)
         self.channels: dict[str, Channel] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        # Callers on the carrier's side who wait to be called back, by number (Originate PJSIP/<n>@trunk).
+        self.trunk_callees: dict[str, Any] = {}
         self.agi_connect_timeout = agi_connect_timeout
         self.recordings_dir = recordings_dir
         self.astdb: dict[tuple[str, str], str] = {}
@@ -1002,19 +1004,31 @@ class PBX:
 
         async def originate() -> Optional[Channel]:
             tech, _, resource = target.partition("/")
-            if tech.upper() == "PJSIP":
+            if tech.upper() == "PJSIP" and "@" in resource:
+                # A number on the carrier trunk: only a simulated caller waiting for a call back answers.
+                number, _, trunk = resource.partition("@")
+                callee = self.trunk_callees.pop(number, None)
+                if callee is None or trunk not in self.endpoints:
+                    return None
+                channel = self.new_channel("PJSIP", trunk, context or self.endpoints[trunk].context, exten or "s",
+                                           caller_num=caller_num, caller_name=caller_name)
+                channel.listener = callee
+                ring = callee.called_back
+            elif tech.upper() == "PJSIP":
                 endpoint = self.endpoints.get(resource)
                 if endpoint is None or not endpoint.registered:
                     return None
                 channel = self.new_channel("PJSIP", resource, context or endpoint.context, exten or "s",
                                            caller_num=caller_num, caller_name=caller_name)
+                ring = endpoint.phone.ring
+            if tech.upper() == "PJSIP":
                 channel.connected_num, channel.connected_name = caller_num, caller_name
                 for item in variables:
                     key, _, value = item.partition("=")
                     channel.variables[key] = value
                 call = IncomingCall(self, channel, channel)
                 self.set_state(channel, ChannelState.RINGING)
-                endpoint.phone.ring(call)
+                ring(call)
                 try:
                     result = await asyncio.wait_for(asyncio.shield(call.result), timeout)
                 except asyncio.TimeoutError:

@@ -96,6 +96,7 @@ class CallerPlan:
     talk_s: float
     agent_hangs_up: bool
     reaction_s: float
+    queue_choice: Optional[str] = None           # at the queue's offer: "callback" (key 1) or "message" (2)
 
     @classmethod
     def draw(cls, scenario: Scenario, rng: random.Random) -> "CallerPlan":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,22 @@ QUEUES = QueueBook.from_dict({
                                  {"after_s": 60, "replace": {"cantonese": "mandarin:4"}}]},
     },
 })
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_routers(monkeypatch):
+    """Every router a test makes gets its lean connection closed afterwards."""
+    made = []
+    init = Router.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Router, "__init__", tracked)
+    yield
+    for router in made:
+        await router.aclose()
 
 
 class Clock:
@@ -176,7 +193,9 @@ async def test_routing_invariants(redis, agents, steps, strategy):
     await redis.flushdb()
     clock = Clock()
     directory = await floor(redis, clock, [(str(1001 + i), s) for i, s in enumerate(agents)])
-    routers = [Router(redis, QUEUES, clock=clock), Router(redis, QUEUES, clock=clock)]
+    # Two ACD processes: one on the lean connection, one through redis-py (the fallback path).
+    routers = [Router(redis, QUEUES, clock=clock), Router(redis, QUEUES, clock=clock, lean=False)]
+    assert routers[0].lane is not None and routers[1].lane is None
     waiting: dict[str, WaitingCall] = {}
     served: dict[str, str] = {}                   # call -> agent
     reservations: set[tuple[str, str]] = set()    # (agent, ready since) each used once
@@ -206,13 +225,23 @@ async def test_routing_invariants(redis, agents, steps, strategy):
                 record(decision)
         else:
             ids = [str(1001 + i % len(agents)) for i in step[1:]]
+            # A reserved agent freed alone ends its wrap-up in the decision's own script (half the
+            # time): ready and, if a call waits, reserved at once.
+            in_script = step[0] == "free" and directory.get(ids[0]).state != AgentState.READY and clock.now % 2 == 0
             for agent_id in dict.fromkeys(ids):
-                if directory.get(agent_id).state != AgentState.READY:
+                if directory.get(agent_id).state != AgentState.READY and not in_script:
                     await directory.transition(agent_id, AgentState.READY)
             if step[0] == "free":
                 agent_id = ids[0]
                 eligible = [c for c in waiting.values() if directory.get(agent_id).can_serve(c.skills)]
-                decision = await routers[0].offer(agent_id, directory.get(agent_id).skills)
+                if in_script:
+                    directory.get(agent_id).state = AgentState.WRAPUP
+                    ready_step = directory.ready_step(agent_id, clock.now)
+                    decision = await routers[n % 2].offer(agent_id, directory.get(agent_id).skills, clock.now,
+                                                          becoming_ready=ready_step)
+                    directory.became_ready(agent_id, clock.now)
+                else:
+                    decision = await routers[0].offer(agent_id, directory.get(agent_id).skills)
                 if not eligible:
                     assert decision is None
                 else:
@@ -251,3 +280,110 @@ async def test_a_caller_who_hangs_up_leaves_the_queue_and_its_head(redis):
     await ready(directory, clock, "1001")
     assert (await router.offer("1001", {"mandarin": 5})).call == "b"
     assert await redis.zscore(Keys.bucket_heads, first.bucket) is None
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_becoming_ready_and_reserved_in_one_step(redis, lean):
+    """Wrap-up over with a call waiting: reserved at once, never in the ready indexes; with none
+    waiting: ready and indexed. The READY history row and event are written either way."""
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5, "elderly": 2})])
+    router = Router(redis, QUEUES, clock=clock, lean=lean)
+    assert await router.arrive(call("a", clock.now, {"elderly": 2}, priority=30)) is None
+    directory.get("1001").state = AgentState.WRAPUP
+    rows = await redis.llen(Keys.outbox)
+    clock.now += 1
+    step = directory.ready_step("1001", clock.now)
+    decision = await router.offer("1001", {"mandarin": 5, "elderly": 2}, clock.now, becoming_ready=step)
+    assert decision.call == "a" and decision.agent_ready_since == repr(clock.now)
+    assert "priority 30" in decision.rule and "needs elderly:2" in decision.rule
+    state = await redis.hgetall(Keys.agent("1001"))
+    assert state["state"] == "reserved" and state["call"] == "a"
+    assert await redis.zscore(Keys.ready, "1001") is None
+    assert await redis.zscore(Keys.ready_skill("mandarin"), "1001") is None
+    assert await redis.llen(Keys.outbox) == rows + 1
+    clock.now += 1
+    step = directory.ready_step("1001", clock.now)
+    assert await router.offer("1001", {"mandarin": 5, "elderly": 2}, clock.now, becoming_ready=step) is None
+    assert (await redis.hgetall(Keys.agent("1001")))["state"] == "ready"
+    assert await redis.zscore(Keys.ready, "1001") == clock.now
+    assert await redis.zscore(Keys.ready_skill("elderly"), "1001") == 2
+    # Ready again while ready (and indexed), then a call: reserved and out of every index.
+    assert await router.arrive(call("b", clock.now, {"mandarin": 1})) is not None
+    assert await redis.zscore(Keys.ready, "1001") is None
+    assert await redis.zscore(Keys.ready_skill("elderly"), "1001") is None
+
+
+async def test_lean_connection_survives_script_flush_and_a_lost_connection(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    assert router.lane is not None
+    await router.arrive(call("a", clock.now, {"mandarin": 1}))
+    await redis.script_flush()                       # as after a Redis restart: NOSCRIPT, loaded again
+    await router.arrive(call("b", clock.now + 1, {"mandarin": 1}))
+    await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await asyncio.sleep(0.05)
+    await ready(directory, clock, "1001")
+    assert (await router.offer("1001", {"mandarin": 5})).call == "a"     # reconnected
+
+
+async def test_lean_connection_uses_the_clients_database(redis_url):
+    from redis.asyncio import Redis
+
+    other = Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3", decode_responses=True)
+    try:
+        await other.flushdb()
+        router = Router(other, QUEUES)
+        assert router.lane is not None and router.lane.db == 3
+        await router.arrive(call("x", 1.0, {"mandarin": 1}))
+        assert await other.zrange(Keys.waiting, 0, -1) == ["x"]
+        await other.flushdb()
+    finally:
+        await other.aclose()
+
+
+async def test_lean_connection_times_out_and_falls_back_where_it_cannot_serve():
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from acd.hotpath import Lane, open_lane, pack
+
+    async def silent(reader, writer):           # accepts, reads, never answers
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lane = Lane("127.0.0.1", port, timeout=0.2)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await lane.execute(pack("PING"))
+        with pytest.raises(RedisTimeoutError):   # a new connection, the same silence
+            await lane.execute(pack("PING"))
+    finally:
+        await lane.aclose()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(RedisConnectionError):
+        await Lane("127.0.0.1", port, connect_timeout=1).execute(pack("PING"))
+    unix = Redis.from_url("unix:///tmp/nosuch.sock")
+    assert open_lane(unix) is None and Router(unix).lane is None
+    await unix.aclose()
+
+
+async def test_agents_freed_at_once_are_offered_in_order_in_one_round_trip(redis):
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5}), ("1002", {"mandarin": 5}),
+                                           ("1003", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    for uid, age in (("old", 30), ("new", 10)):
+        await router.arrive(call(uid, clock.now - age, {"mandarin": 1}))
+    for agent in directory.agents.values():
+        agent.state = AgentState.WRAPUP
+    clock.now += 1
+    offers = [(a, {"mandarin": 5}, clock.now, directory.ready_step(a, clock.now)) for a in ("1002", "1001", "1003")]
+    decisions = await router.offer_many(offers)
+    assert [d and (d.agent, d.call) for d in decisions] == [("1002", "old"), ("1001", "new"), None]
+    assert await redis.zrange(Keys.ready, 0, -1) == ["1003"]

@@ -21,24 +21,25 @@ SPEED = 20.0   # prompts and ring timeouts run 20x faster than real time
 
 
 def plan(number="13800000001", line="main", digits=("1",), patience=30.0, talk=0.3,
-         agent_hangs_up=False, hangup_at=None) -> CallerPlan:
+         agent_hangs_up=False, hangup_at=None, queue_choice=None) -> CallerPlan:
     return CallerPlan(number=number, line=line, language="zh", menu_inputs=list(digits),
                       hangup_in_ivr_at_prompt=hangup_at, patience_s=patience, talk_s=talk,
-                      agent_hangs_up=agent_hangs_up, reaction_s=0.02)
+                      agent_hangs_up=agent_hangs_up, reaction_s=0.02, queue_choice=queue_choice)
 
 
 @asynccontextmanager
 async def hotline(redis, pool, redis_url, pg_url, tmp_path: Path, *, agents=(("1001", {"mandarin": 5}),),
-                  agi_port=None, wrapup=0.05, answer_delay=(0.02, 0.05), no_answer=0.0):
+                  agi_port=None, wrapup=0.05, answer_delay=(0.02, 0.05), no_answer=0.0, speed=SPEED,
+                  **settings_kw):
     """The simulated PBX plus our IVR and ACD on the test's Redis and PostgreSQL."""
     user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
-    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=speed,
                                     agi_url=None, auth_fail_delay=0.01, truth_log=tmp_path / "truth.jsonl"),
                     Scenario(agents=0, answer_delay_s=answer_delay, no_answer_share=no_answer))
     await sim.start()
     settings = Settings(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port,
                         ami_username=user.username, ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=wrapup,
-                        ami_ping_interval_s=5)
+                        ami_ping_interval_s=5, **settings_kw)
     ivr = await run_ivr(settings, redis)
     sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{agi_port or ivr.port}"
     stores = Stores(pg_url, redis_url, pool, redis, embedded=False)

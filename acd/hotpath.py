@@ -1,0 +1,253 @@
+"""A lean Redis connection for the routing hot path (:class:`acd.router.Router`).
+
+redis-py spends ~100 µs of Python per command (retries, timeouts, connection pool, packing);
+a routing decision is one ``EVALSHA``, so that overhead was most of a decision's cost. This is
+one TCP connection per router, replies parsed by hiredis, requests from concurrent coroutines
+written together and answered in order (Redis answers in order), the script loaded again after
+``NOSCRIPT`` (a restarted Redis). Errors are redis-py's exceptions (``ConnectionError``,
+``TimeoutError``, ``ResponseError``), so callers handle them as before; a lost connection fails
+the requests in flight (not retried: a script may have run) and the next request reconnects.
+
+Only for plain TCP with optional password and database (what the hotline uses); anything
+else (TLS, Unix sockets, credential providers) or no hiredis: :func:`open_lane` returns None
+and the router keeps using redis-py.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Optional
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:
+    import hiredis
+except ImportError:                       # pragma: no cover - hiredis is a dependency
+    hiredis = None
+
+__all__ = ["Lane", "open_lane", "pack"]
+
+
+def _bulk(value: Any) -> bytes:
+    if type(value) is str:
+        data = value.encode()
+    elif isinstance(value, bytes):
+        data = value
+    elif isinstance(value, float):
+        data = repr(value).encode()
+    else:
+        data = str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def pack(*parts: Any) -> bytes:
+    """One RESP command; a part that is a :class:`Packed` is spliced in as already encoded args."""
+    count = 0
+    out = []
+    for part in parts:
+        if isinstance(part, Packed):
+            count += part.count
+            out.append(part.data)
+        else:
+            count += 1
+            out.append(_bulk(part))
+    return b"*%d\r\n" % count + b"".join(out)
+
+
+class Packed:
+    """Arguments encoded once (a plan, a key list) and reused in many commands."""
+    __slots__ = ("count", "data")
+
+    def __init__(self, *args: Any) -> None:
+        self.count = len(args)
+        self.data = b"".join(_bulk(a) for a in args)
+
+    @classmethod
+    def raw(cls, command: bytes) -> "Packed":
+        """A packed command's arguments (without its ``*n`` header) as a Packed."""
+        packed = cls()
+        header, _, packed.data = command.partition(b"\r\n")
+        packed.count = int(header[1:])
+        return packed
+
+
+def _error(reply: Exception) -> Exception:
+    text = str(reply)
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    return ResponseError(text)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, timeout: Optional[float]) -> None:
+        self.reader = hiredis.Reader(encoding="utf-8", errors="replace", replyError=Exception)
+        self.transport: Optional[asyncio.Transport] = None
+        self.pending: deque = deque()           # (future, sent at), answered in order
+        self.out: list[bytes] = []              # written together at the next turn of the loop
+        self.closed = False
+        self.timeout = timeout
+        self._watch: Optional[asyncio.TimerHandle] = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def send(self, loop: asyncio.AbstractEventLoop, command: bytes) -> asyncio.Future:
+        if self.closed:
+            raise RedisConnectionError("connection to Redis lost")
+        future = loop.create_future()
+        self.pending.append((future, loop.time()))
+        if not self.out:
+            loop.call_soon(self._flush)
+        self.out.append(command)
+        if self.timeout is not None and self._watch is None:
+            self._watch = loop.call_later(min(self.timeout, 1.0), self._check, loop)
+        return future
+
+    def _flush(self) -> None:
+        out, self.out = self.out, []
+        if not self.closed and out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer per connection, not one per request: the oldest request unanswered too long
+        fails the connection (the replies' order can no longer be trusted)."""
+        self._watch = None
+        if self.closed or not self.pending:
+            return
+        if loop.time() - self.pending[0][1] > self.timeout:
+            self.fail(RedisTimeoutError("Redis did not answer in time"))
+            return
+        self._watch = loop.call_later(min(self.timeout, 1.0), self._check, loop)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        pending = self.pending
+        while True:
+            try:
+                reply = self.reader.gets()
+            except Exception as exc:                    # protocol error: the stream is unusable
+                self.fail(RedisConnectionError(f"bad reply from Redis: {exc}"))
+                return
+            if reply is False:
+                return
+            if not pending:                             # nobody asked: the stream is out of step
+                self.fail(RedisConnectionError("unexpected reply from Redis"))
+                return
+            future = pending.popleft()[0]
+            if not future.done():                       # a caller that was cancelled is gone
+                future.set_result(reply)
+
+    def connection_lost(self, exc) -> None:
+        self.fail(RedisConnectionError(f"connection to Redis lost{': ' + str(exc) if exc else ''}"))
+
+    def fail(self, error: Exception) -> None:
+        self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        while self.pending:
+            future = self.pending.popleft()[0]
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Lane:
+    def __init__(self, host: str, port: int, *, db: int = 0, username: Optional[str] = None,
+                 password: Optional[str] = None, timeout: Optional[float] = None,
+                 connect_timeout: Optional[float] = None) -> None:
+        self.host, self.port, self.db = host, port, db
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout or 5.0
+        self._proto: Optional[_Protocol] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._connecting: Optional[asyncio.Future] = None
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port), self.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise RedisConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: "
+                                       f"{str(exc) or type(exc).__name__}") from None
+        self._proto, self._loop = proto, loop
+        hello = []
+        if self.password:
+            hello.append(pack("AUTH", *([self.username] if self.username else []), self.password))
+        if self.db:
+            hello.append(pack("SELECT", self.db))
+        for command in hello:
+            reply = await self._send(proto, command)
+            if isinstance(reply, Exception):
+                self._close(proto)
+                raise RedisConnectionError(f"Redis refused the connection set-up: {reply}")
+        return proto
+
+    async def _ready(self) -> _Protocol:
+        proto = self._proto
+        if proto is not None and not proto.closed and self._loop is asyncio.get_running_loop():
+            return proto
+        if self._connecting is not None and not self._connecting.done() \
+                and self._loop is asyncio.get_running_loop():
+            return await asyncio.shield(self._connecting)
+        self._proto = None
+        self._loop = asyncio.get_running_loop()
+        self._connecting = self._loop.create_task(self._connect())
+        return await asyncio.shield(self._connecting)
+
+    def _send(self, proto: _Protocol, command: bytes) -> asyncio.Future:
+        return proto.send(self._loop, command)
+
+    async def execute(self, command: bytes) -> Any:
+        """Send one packed command, return its reply (errors raised as redis-py's)."""
+        proto = await self._ready()
+        reply = await proto.send(self._loop, command)
+        if isinstance(reply, Exception):
+            raise _error(reply)
+        return reply
+
+    async def evalsha(self, sha: str, script: str, command: bytes) -> Any:
+        """``command`` is a packed ``EVALSHA sha ...``; on NOSCRIPT the script is loaded and sent again."""
+        try:
+            return await self.execute(command)
+        except NoScriptError:
+            await self.execute(pack("SCRIPT", "LOAD", script))
+            return await self.execute(command)
+
+    def _close(self, proto: _Protocol) -> None:
+        proto.fail(RedisConnectionError("connection to Redis closed"))
+
+    async def aclose(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and not proto.closed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is self._loop:
+                self._close(proto)
+
+
+def open_lane(redis) -> Optional[Lane]:
+    """A lane to the same server and database as this redis-py client, when it can be one."""
+    if hiredis is None:
+        return None
+    try:
+        from redis.asyncio.connection import Connection
+
+        pool = redis.connection_pool
+        if pool.connection_class is not Connection:
+            return None
+        kw = pool.connection_kwargs
+        if kw.get("credential_provider") is not None or int(kw.get("protocol") or 2) != 2:
+            return None
+        return Lane(kw.get("host") or "localhost", int(kw.get("port") or 6379), db=int(kw.get("db") or 0),
+                    username=kw.get("username"), password=kw.get("password"), timeout=kw.get("socket_timeout"),
+                    connect_timeout=kw.get("socket_connect_timeout"))
+    except (AttributeError, TypeError, ValueError):
+        return None
