@@ -222,7 +222,7 @@ class Distributor:
             log.warning("call %s: %s; no skill required", call.uniqueid, exc)
             skills = {}
         try:
-            priority = int(msg.get("Priority") or 0)
+            priority = int(msg.get("CallPriority") or 0)
         except ValueError:
             priority = 0
         now = self.clock()
@@ -621,14 +621,14 @@ class Distributor:
             if call.state == "waiting" and call.queue:
                 # Queued again with its first queue time: the same place (the script is idempotent,
                 # and also covers a crash between saving the call and queuing it).
-                self._enqueue(call, {"Queue": call.queue, "Skills": call.skills, "Priority": str(call.priority)})
+                self._enqueue(call, {"Queue": call.queue, "Skills": call.skills, "CallPriority": str(call.priority)})
             else:
                 if call.state == "ringing":      # rang out while we were away: back to its place
                     call.agent = None
                 values = {name: await self._getvar(call.channel, f"HOTLINE_{name.upper()}")
                           for name in ("queue", "skills", "priority")}
                 self._enqueue(call, {"Queue": values["queue"], "Skills": values["skills"],
-                                     "Priority": values["priority"]})
+                                     "CallPriority": values["priority"]})
 
     async def _getvar(self, channel: str, name: str) -> str:
         try:
@@ -761,7 +761,7 @@ class Distributor:
             log.info("call %s: limit of queue %s passed, overflows to %s (%s)", uniqueid, waiting.queue,
                      rules.overflow, skills or "no skill")
             # The same place in time: _enqueue keeps the first queue time.
-            self._enqueue(call, {"Queue": rules.overflow, "Skills": skills, "Priority": str(call.priority)})
+            self._enqueue(call, {"Queue": rules.overflow, "Skills": skills, "CallPriority": str(call.priority)})
         elif rules.offer and not call.offer:
             call.offer = "+".join(rules.offer)
             log.info("call %s: limit of queue %s passed, offering %s", uniqueid, waiting.queue, call.offer)

@@ -593,3 +593,20 @@ def test_indications_default_country_is_defined() -> None:
 def test_logger_writes_to_the_console() -> None:
     logfiles = conf("logger.conf").get("logfiles")
     assert logfiles is not None and "console" in logfiles
+
+
+# Asterisk puts the channel snapshot in every channel event, UserEvent included: a custom header
+# with one of these names would arrive twice, and a reader would take the snapshot's value.
+SNAPSHOT_HEADERS = {"Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
+                    "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten",
+                    "Priority", "Uniqueid", "Linkedid", "UserEvent", "Event", "Privilege"}
+
+
+def test_user_event_headers_do_not_shadow_the_channel_snapshot() -> None:
+    for context, lines in dialplan().items():
+        for line in lines:
+            if line.kind != "exten" or line.app.lower() != "userevent":
+                continue
+            for item in line.args.split(",")[1:]:
+                key = item.split(":", 1)[0].strip()
+                assert key not in SNAPSHOT_HEADERS, f"{line.where}: UserEvent header {key!r} clashes"

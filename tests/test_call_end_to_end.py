@@ -171,3 +171,31 @@ async def test_agent_hangs_up_first_survey_is_not_talk_time(redis, pool, redis_u
     survey_s = (row["ended_at"] - row["answered_at"]).total_seconds() - row["talk_s"]
     assert survey_s > 0.05, "the caller stayed for the survey after the agent hung up"
     assert row["survey"] == truth["survey"] == "satisfied"      # the simulated caller keyed 1
+
+
+async def test_priority_beats_arrival_order(redis, pool, redis_url, pg_url, tmp_path):
+    """An elderly caller (priority 30) who queued later is answered before an ordinary one."""
+    skills = {"mandarin": 5, "elderly": 5}
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=()) as (sim, acd):
+        ordinary = sim.place_call(plan(number="13900000101", digits=("1",), talk=0.2, patience=30))
+        await _until(lambda: ordinary.queued_at is not None)
+        elderly = sim.place_call(plan(number="13900000102", digits=("9",), talk=0.2, patience=30))
+        await _until(lambda: elderly.queued_at is not None)
+        sim.register_phone("1001")
+        await acd.agents.upsert("1001", "Agent 1001", "general", skills)
+        await acd.distributor.free_agent("1001")       # what the agent's "ready" does (API, phone)
+        await asyncio.wait_for(asyncio.gather(ordinary.done.wait(), elderly.done.wait()), 20)
+    rows = await records(pool)
+    first, second = rows[elderly.channel.uniqueid], rows[ordinary.channel.uniqueid]
+    assert (first["queue"], first["priority"], second["priority"]) == ("elderly", 30, 0), (first, second)
+    assert first["queued_at"] > second["queued_at"]
+    assert first["answered_at"] < second["answered_at"]
+    assert (first["agent"], second["agent"]) == ("1001", "1001")
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

@@ -585,7 +585,7 @@ async def test_event_stream_of_a_call_through_our_dialplan(redis, pool, redis_ur
 
     # 1. Every event the simulator sent has the header names Asterisk gives that event type.
     variants = recorded_variants()
-    user_events = {"HotlineWaiting": ["Queue", "Skills", "Priority", "Language"]}
+    user_events = {"HotlineWaiting": ["Queue", "Skills", "CallPriority", "CallLanguage"]}
     emitted = {value(m, "Event") for m in events}
     for event in events:
         check_event(event, variants, user_events)
