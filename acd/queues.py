@@ -44,9 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from hotline.model import SkillError, parse_skills, valid_name
+from hotline.yamlfile import YAMLFileError, read_yaml
 
 __all__ = ["DEFAULT_QUEUES_FILE", "ExpansionStep", "OFFERS", "QueueBook", "QueueConfig", "QueueConfigError",
            "Returning", "STRATEGIES"]
@@ -142,15 +141,12 @@ class QueueBook:
     @classmethod
     def from_file(cls, path: Path) -> "QueueBook":
         try:
-            text = path.read_text(encoding="utf-8")
             mtime = path.stat().st_mtime
+            data = read_yaml(path)
         except OSError as exc:
             raise QueueConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise QueueConfigError(f"{path}:{f' line {mark.line + 1}' if mark else ''} is not valid YAML") from None
+        except YAMLFileError as exc:
+            raise QueueConfigError(f"{path}: {exc}") from None
         book = cls.from_dict(data or {}, str(path))
         book.source, book.mtime = path, mtime
         return book

@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .yamlfile import YAMLFileError, read_yaml
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
@@ -107,15 +108,9 @@ class Settings(BaseSettings):
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(f"config file {path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SettingsError(f"config file {path}:{where} is not valid YAML") from None
+        data = read_yaml(path)
+    except YAMLFileError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
