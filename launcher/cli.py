@@ -28,10 +28,6 @@ ConfigOption = typer.Option(None, "--config", "-c", help="YAML settings file (al
                             dir_okay=False)
 
 
-class Fatal(Exception):
-    """Ends the program with one error line."""
-
-
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"hotline: error: {message}", err=True)
     raise typer.Exit(code)
@@ -63,7 +59,7 @@ def _run(coro) -> None:
             uvloop.run(coro)
         except ImportError:
             asyncio.run(coro)
-    except (StoreError, DatabaseError, EmbeddedStoreError, ACDConfigError, Fatal) as exc:
+    except (StoreError, DatabaseError, EmbeddedStoreError, ACDConfigError) as exc:
         fail(str(exc), 1)
     except AMIError as exc:
         fail(f"Asterisk AMI: {exc}", 1)

@@ -26,6 +26,9 @@ __all__ = ["PBX", "Endpoint", "IncomingCall", "Phone", "ChannelListener"]
 
 log = logging.getLogger(__name__)
 
+# Variables Asterisk computes from the channel rather than stores.
+BUILTIN_VARIABLES = frozenset({"CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH"})
+
 # What an application returns to the channel loop.
 NEXT, JUMPED, STOP = None, "jumped", "stop"
 
@@ -312,18 +315,14 @@ class PBX:
         if "(" in name and name.endswith(")"):
             func, _, arg = name[:-1].partition("(")
             return self._function(channel, func.upper(), arg)
-        if channel is not None:
-            builtin = {
-                "CHANNEL": channel.name, "UNIQUEID": channel.uniqueid, "EXTEN": channel.exten,
-                "CONTEXT": channel.context, "PRIORITY": str(channel.priority),
-                "EPOCH": str(int(time.time())), "CALLERID(num)": channel.caller_num,
-            }
-            if name in channel.variables:
-                return channel.variables[name]
-            if name in builtin:
-                return builtin[name]
-        elif name == "EPOCH":
-            return str(int(time.time()))
+        if channel is not None and name in channel.variables:
+            return channel.variables[name]
+        if name in BUILTIN_VARIABLES:
+            if name == "EPOCH":
+                return str(int(time.time()))
+            if channel is not None:
+                return {"CHANNEL": channel.name, "UNIQUEID": channel.uniqueid, "EXTEN": channel.exten,
+                        "CONTEXT": channel.context, "PRIORITY": str(channel.priority)}[name]
         return self.globals.get(name, "")
 
     def _function(self, channel: Optional[Channel], func: str, arg: str) -> str:
@@ -443,8 +442,7 @@ class PBX:
                 return f"200 result=1 ({value})\n"
             name = args[0]
             value = self.lookup(channel, name)
-            known = name in channel.variables or name in self.globals or "(" in name or name in (
-                "CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH")
+            known = name in channel.variables or name in self.globals or "(" in name or name in BUILTIN_VARIABLES
             return f"200 result=1 ({value})\n" if known else "200 result=0\n"
         if command == "SET CALLERID":
             # Only the first argument counts: 'SET CALLERID "IVR Test" <5551234>' sets the name
