@@ -47,6 +47,7 @@ class Agent:
     state_since: float = 0.0
     reason: str = ""
     call: str = ""
+    node: str = ""          # the ACD node following its call or wrap-up (acd/cluster.py)
 
     def can_serve(self, required: dict[str, int]) -> bool:
         return all(self.skills.get(skill, 0) >= level for skill, level in required.items())
@@ -54,13 +55,19 @@ class Agent:
     def to_redis(self) -> dict[str, str]:
         return {"name": self.name, "team": self.team, "skills": json.dumps(self.skills),
                 "state": self.state.value, "state_since": repr(self.state_since),
-                "reason": self.reason, "call": self.call}
+                "reason": self.reason, "call": self.call, "node": self.node}
 
     @classmethod
     def from_redis(cls, agent_id: str, data: dict[str, str]) -> "Agent":
         return cls(agent_id, data.get("name", agent_id), data.get("team", "default"),
                    json.loads(data.get("skills") or "{}"), AgentState(data.get("state", "logged_out")),
-                   float(data.get("state_since") or 0), data.get("reason", ""), data.get("call", ""))
+                   float(data.get("state_since") or 0), data.get("reason", ""), data.get("call", ""),
+                   data.get("node", ""))
+
+    @property
+    def expected(self) -> str:
+        """What Redis must still hold for a change made from this copy to apply ("state|since")."""
+        return f"{self.state.value}|{self.state_since!r}"
 
 
 def busy_day(now: float) -> str:
@@ -72,12 +79,47 @@ def outbox_row(kind: str, **fields: Any) -> str:
     return json.dumps({"kind": kind, **fields}, ensure_ascii=False)
 
 
+# One agent transition, applied only if Redis still holds the state the change was checked
+# against (another ACD node, or a concurrent request, may have changed it meanwhile).
+# KEYS: agent hash, ready, outbox, busy-today hash
+# ARGV: expected "state|since" ("" to skip the check), new state, since, reason, call, node,
+#       skill-index prefix, history row, events channel, event, busy seconds, agent id
+TRANSITION = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'state_since')
+if ARGV[1] ~= '' and cur[1] and (cur[1] .. '|' .. (cur[2] or '')) ~= ARGV[1] then
+  local st, since = string.match(ARGV[1], '^([^|]*)|(.*)$')
+  if cur[1] ~= st or tonumber(cur[2]) ~= tonumber(since) then return {0, cur[1], cur[2] or '0'} end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'state_since', ARGV[3], 'reason', ARGV[4], 'call', ARGV[5],
+           'node', ARGV[6])
+local ok, skills = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'skills') or '{}')
+if not ok or type(skills) ~= 'table' then skills = {} end
+local agent = ARGV[12]
+if ARGV[2] == 'ready' then
+  redis.call('ZADD', KEYS[2], ARGV[3], agent)
+  for name, level in pairs(skills) do redis.call('ZADD', ARGV[7] .. name, level, agent) end
+else
+  redis.call('ZREM', KEYS[2], agent)
+  for name, _ in pairs(skills) do redis.call('ZREM', ARGV[7] .. name, agent) end
+end
+if tonumber(ARGV[11]) > 0 then
+  redis.call('HINCRBYFLOAT', KEYS[4], agent, ARGV[11])
+  redis.call('EXPIRE', KEYS[4], 259200)
+end
+redis.call('RPUSH', KEYS[3], ARGV[8])
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return {1}
+"""
+
+
 class AgentDirectory:
     """Agents as Redis holds them; the ACD keeps an in-memory copy for fast routing."""
 
-    def __init__(self, redis: Redis, *, clock=time.time) -> None:
+    def __init__(self, redis: Redis, *, node: str = "", clock=time.time) -> None:
         self.redis = redis
+        self.node = node
         self.clock = clock
+        self._transition = redis.register_script(TRANSITION)
         self.agents: dict[str, Agent] = {}
         self.dirty: set[str] = set()            # agents whose state Redis has not got yet
         self.unsaved_rows: list[str] = []       # their history rows
@@ -119,6 +161,7 @@ class AgentDirectory:
                 pipe.zrem(Keys.ready_skill(skill), agent_id)
             self._write_state(pipe, agent)
             pipe.rpush(Keys.outbox, outbox_row("agent", id=agent_id, name=name, team=team, skills=skills))
+            pipe.publish(Keys.events, json.dumps({"type": "agent_profile", "agent": agent_id, "node": self.node}))
             await pipe.execute()
         return agent
 
@@ -133,6 +176,7 @@ class AgentDirectory:
             pipe.zrem(Keys.ready, agent_id)
             for skill in agent.skills:
                 pipe.zrem(Keys.ready_skill(skill), agent_id)
+            pipe.publish(Keys.events, json.dumps({"type": "agent_profile", "agent": agent_id, "node": self.node}))
             await pipe.execute()
         self.agents.pop(agent_id, None)
 
@@ -146,7 +190,7 @@ class AgentDirectory:
     def _write_state(pipe, agent: Agent) -> None:
         pipe.hset(Keys.agent(agent.id), mapping={
             "state": agent.state.value, "state_since": repr(agent.state_since), "reason": agent.reason,
-            "call": agent.call})
+            "call": agent.call, "node": agent.node})
         if agent.state == AgentState.READY:
             pipe.zadd(Keys.ready, {agent.id: agent.state_since})
             for skill, level in agent.skills.items():
@@ -172,50 +216,75 @@ class AgentDirectory:
         return True
 
     async def transition(self, agent_id: str, new: AgentState, *, reason: str = "", call: str = "") -> Agent:
-        """Move an agent to ``new`` if the state machine allows it; log it to the outbox."""
-        agent = self.get(agent_id)
-        if new not in TRANSITIONS[agent.state] and new != agent.state:
-            raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
-        now = self.clock()
-        busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
-        agent.state, agent.state_since, agent.reason, agent.call = new, now, reason, call
-        row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
-                         reason=reason or None, call_uniqueid=call or None, at=now)
+        """Move an agent to ``new`` if the state machine allows it; log it to the outbox.
+
+        Checked against this copy and applied only if Redis still holds the same state; if another
+        node changed it meanwhile, the copy is refreshed and the change checked again."""
+        for _ in range(3):
+            agent = self.get(agent_id)
+            if new not in TRANSITIONS[agent.state] and new != agent.state:
+                raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
+            now = self.clock()
+            busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
+            row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
+                             reason=reason or None, call_uniqueid=call or None, at=now)
+            event = json.dumps({"type": "agent", "agent": agent_id, "state": new.value, "reason": reason,
+                                "call": call, "at": now, "node": self.node})
+            # Memory is the truth for an agent Redis missed during an outage: no check then.
+            expected = "" if agent_id in self.dirty else agent.expected
+            try:
+                result = await self._transition(
+                    keys=[Keys.agent(agent_id), Keys.ready, Keys.outbox, Keys.busy(busy_day(now))],
+                    args=[expected, new.value, repr(now), reason, call, self.node, Keys.ready_skill(""), row,
+                          Keys.events, event, repr(busy), agent_id])
+            except Exception:
+                # Memory is the truth now; write it (and the history row) to Redis when it is back.
+                agent.state, agent.state_since, agent.reason, agent.call, agent.node = new, now, reason, call, self.node
+                self.unsaved_rows.append(row)
+                self.dirty.add(agent_id)
+                raise
+            if result[0] == 1:
+                agent.state, agent.state_since, agent.reason, agent.call, agent.node = new, now, reason, call, self.node
+                log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
+                return agent
+            log.info("agent %s changed elsewhere (now %s): checking %s again", agent_id, result[1], new.value)
+            await self.reload(agent_id)
+        raise AgentError(f"agent {agent_id}: state kept changing; {new.value} not applied")
+
+    def apply_peer_event(self, event: dict[str, Any]) -> Optional[Agent]:
+        """Another ACD node changed this agent (its published transition): update our copy."""
+        agent = self.agents.get(str(event.get("agent", "")))
+        if agent is None or agent.id in self.dirty:
+            return None
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                self._write_state(pipe, agent)
-                if busy > 0:       # "least occupied today" compares these
-                    day = Keys.busy(busy_day(now))
-                    pipe.hincrbyfloat(day, agent_id, busy)
-                    pipe.expire(day, 3 * 86400)
-                pipe.rpush(Keys.outbox, row)
-                pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent_id, "state": new.value,
-                                                      "reason": reason, "call": call, "at": now}))
-                await pipe.execute()
-        except Exception:
-            # Memory is the truth now; write it (and the history row) to Redis when it is back.
-            self.unsaved_rows.append(row)
-            self.dirty.add(agent_id)
-            raise
-        log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
+            state, at = AgentState(event.get("state")), float(event.get("at"))
+        except (TypeError, ValueError):
+            return None
+        if at < agent.state_since:
+            return None                  # older than what we know
+        agent.state, agent.state_since = state, at
+        agent.reason, agent.call = str(event.get("reason") or ""), str(event.get("call") or "")
+        agent.node = str(event.get("node") or "")
         return agent
 
-    def ready_step(self, agent_id: str, now: float) -> tuple[str, str, float]:
-        """What the router's script writes when it makes the agent ready (history row, event,
-        busy seconds); refused like :meth:`transition` if READY may not follow."""
+    def ready_step(self, agent_id: str, now: float) -> tuple[str, str, str, float]:
+        """What the router's script checks and writes when it makes the agent ready (the state
+        Redis must still hold, history row, event, busy seconds); refused like :meth:`transition`
+        if READY may not follow."""
         agent = self.get(agent_id)
         if AgentState.READY not in TRANSITIONS[agent.state] and agent.state != AgentState.READY:
             raise AgentError(f"agent {agent_id}: {agent.state.value} -> ready is not allowed")
         busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
         row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state="ready",
                          reason=None, call_uniqueid=None, at=now)
-        event = json.dumps({"type": "agent", "agent": agent_id, "state": "ready", "reason": "", "call": "", "at": now})
-        return row, event, busy
+        event = json.dumps({"type": "agent", "agent": agent_id, "state": "ready", "reason": "", "call": "", "at": now,
+                            "node": self.node})
+        return ("" if agent_id in self.dirty else agent.expected), row, event, busy
 
     def became_ready(self, agent_id: str, now: float) -> Agent:
         """The router's script made the agent ready (and may have reserved it at once)."""
         agent = self.get(agent_id)
-        agent.state, agent.state_since, agent.reason, agent.call = AgentState.READY, now, "", ""
+        agent.state, agent.state_since, agent.reason, agent.call, agent.node = AgentState.READY, now, "", "", self.node
         log.info("agent %s -> ready", agent_id)
         return agent
 
@@ -229,7 +298,8 @@ class AgentDirectory:
                 "agent_state", event_id=str(uuid.uuid4()), agent_id=agent.id, state=agent.state.value,
                 reason=None, call_uniqueid=agent.call or None, at=agent.state_since))
             pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent.id, "state": agent.state.value,
-                                                  "reason": "", "call": agent.call, "at": agent.state_since}))
+                                                  "reason": "", "call": agent.call, "at": agent.state_since,
+                                                  "node": agent.node}))
             await pipe.execute()
 
     def ready_agents(self) -> list[Agent]:

@@ -21,8 +21,9 @@ from hotline.keys import Keys
 from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, SkillError, parse_skills, valid_name
 
 from .agents import AgentDirectory, AgentError, outbox_row
+from .cluster import Cluster
 from .queues import QueueBook
-from .router import Decision, Router, WaitingCall
+from .router import AgentChanged, Decision, Router, WaitingCall
 
 __all__ = ["Distributor", "LiveCall", "preference_skill"]
 
@@ -36,6 +37,19 @@ log = logging.getLogger(__name__)
 
 SURVEY_SCORES = ("satisfied", "basically_satisfied", "dissatisfied")
 HANDLE_TIMES_KEPT = 20          # the wait estimate averages the handle time of a queue's last 20 calls
+
+# The first node to write a new call's hash follows it (two nodes' views of the membership may
+# differ for a moment); a node adopting a dead node's call takes it over only from that node.
+# KEYS: call hash, live calls set; ARGV: this node, the node it must still be ("" for a new call),
+# uniqueid, then field/value pairs
+CLAIM = """
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+if owner ~= '' and owner ~= ARGV[1] and owner ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
 
 
 def _clean(value: Optional[str], limit: int = 64) -> str:
@@ -68,6 +82,7 @@ class LiveCall:
     overflowed_from: str = ""          # the queue it overflowed from (queues.yaml overflow)
     callback: str = ""                 # number to call back: the caller hung up, keeping the place
     leg: str = ""                      # uniqueid of the call-back leg placed to the caller
+    owner: str = ""                    # the ACD node following the call (acd/cluster.py)
 
     def to_redis(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
@@ -81,7 +96,7 @@ class LiveCall:
                    data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
                    data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"),
                    data.get("offer", ""), data.get("overflowed_from", ""), data.get("callback", ""),
-                   data.get("leg", ""))
+                   data.get("leg", ""), data.get("owner", ""))
 
 
 def _duration(text: str) -> float:
@@ -97,11 +112,16 @@ class Distributor:
     def __init__(self, ami, redis: Redis, agents: AgentDirectory, *, inbound_contexts=("from-trunk",),
                  enterprise_numbers=("123451",), wrapup_s: float = 5.0, default_queue: str = "general",
                  connect_context: str = "hotline-connect", queues: Optional[QueueBook] = None,
-                 clock=time.time) -> None:
+                 cluster: Optional[Cluster] = None, clock=time.time) -> None:
         self.ami = ami
         self.redis = redis
         self.agents = agents
-        self.router = Router(redis, queues, clock=clock)
+        # Alone, this node follows every call; with peers, the calls that hash to it (acd/cluster.py).
+        self.cluster = cluster
+        self.node = cluster.node if cluster is not None else agents.node
+        agents.node = self.node
+        self.router = Router(redis, queues, clock=clock, node=self.node)
+        self._claim = redis.register_script(CLAIM)
         self.inbound_contexts = set(inbound_contexts)
         # Where a caller's channel can be while the ACD follows it (recovery adopts these).
         self.caller_contexts = self.inbound_contexts | {"hotline-inbound", "hotline-wait", connect_context}
@@ -157,6 +177,79 @@ class Distributor:
                           len(self._unsent), self._unsent)
         await self.router.aclose()
 
+    # ---- several nodes ------------------------------------------------------------------
+    def owns(self, linkedid: str) -> bool:
+        """Whether this node should follow (or act on) what happens under this Linkedid."""
+        return self.cluster is None or self.cluster.owns(linkedid)
+
+    def alive(self, node: str) -> bool:
+        """A node that still follows its calls ("": a state written before nodes had names)."""
+        return node == self.node or (self.cluster is not None and self.cluster.alive(node))
+
+    def ours(self, node: str) -> bool:
+        """Ours to act on: written by this node, by nobody, or by a node that is gone."""
+        return node in ("", self.node) or not self.alive(node)
+
+    def follows(self, agent) -> bool:
+        """Whether this node drives the agent's call-bound states (on call, wrap-up, repairs): it
+        follows the agent's call, or the node that did is gone and the agent hashes to this one."""
+        if agent.node in ("", self.node):
+            return True
+        return not self.alive(agent.node) and self.owns(f"agent:{agent.id}")
+
+    def on_peer_agent(self, event: dict[str, Any]) -> None:
+        """Another node changed an agent (or its profile): our copy follows."""
+        if event.get("type") == "agent_profile":
+            self._spawn(self._reload_agent(str(event.get("agent", ""))))
+            return
+        self.agents.apply_peer_event(event)
+
+    async def _reload_agent(self, agent_id: str) -> None:
+        if valid_name(agent_id) and agent_id not in self.agents.dirty:
+            agent = await self.agents.reload(agent_id)
+            if agent is not None:
+                await self.router.prepare([agent.skills])
+
+    def on_peer_gap(self) -> None:
+        """Messages from the other nodes may have been missed: read the agents again."""
+        self._spawn(self._reload_agents())
+
+    async def _reload_agents(self) -> None:
+        for agent_id in await self.redis.smembers(Keys.agents):
+            if agent_id not in self.agents.dirty:
+                await self.agents.reload(agent_id)
+
+    def on_peers_lost(self, nodes: list[str]) -> None:
+        """Nodes stopped renewing their lease: adopt their calls and agents (recovery)."""
+        async def adopt() -> None:
+            await self._reload_agents()         # what the lost nodes last wrote
+            await self.recover()
+        self._spawn(adopt())
+
+    def on_handoff(self, event: dict[str, Any]) -> None:
+        """Another node's routing script reserved an agent for a call this node follows: ring it."""
+        uid, agent_id = str(event.get("call", "")), str(event.get("agent", ""))
+        try:
+            at = float(event.get("at"))
+        except (TypeError, ValueError):
+            return
+        agent = self.agents.agents.get(agent_id)
+        if agent is None:
+            self._spawn(self._reload_agent(agent_id))
+            return
+        agent.state, agent.state_since, agent.call, agent.reason, agent.node = (
+            AgentState.RESERVED, at, uid, "", self.node)
+        call = self.calls.get(uid)
+        if call is None or call.state != "waiting":
+            # It ended (or moved on) meanwhile: the agent is free again.
+            log.info("call %s handed over for agent %s is gone: agent ready again", uid, agent_id)
+            self._spawn(self._transition(agent_id, AgentState.READY))
+            return
+        decision = Decision(uid, agent_id, "agent_free", rule=f"agent free (decided by node {event.get('by')})",
+                            bucket=str(event.get("bucket", "")), agent_ready_since=str(event.get("since", "")),
+                            at=at, owner=self.node)
+        self._spawn(self._assigned(decision, decided_here=False))
+
     # ---- AMI events ---------------------------------------------------------------------
     def on_newchannel(self, msg) -> None:
         if msg.get("Context") not in self.inbound_contexts:
@@ -164,10 +257,13 @@ class Distributor:
         uid = msg.get("Uniqueid", "")
         if not uid or uid in self.calls:
             return
+        linkedid = msg.get("Linkedid") or uid
+        if not self.owns(linkedid):
+            return                      # another node follows this call
         exten = msg.get("Exten", "")
-        call = LiveCall(uid, msg.get("Channel", ""), msg.get("Linkedid", uid),
+        call = LiveCall(uid, msg.get("Channel", ""), linkedid,
                         "enterprise" if exten in self.enterprise_numbers else "main",
-                        _clean(msg.get("CallerIDNum")), self.clock())
+                        _clean(msg.get("CallerIDNum")), self.clock(), owner=self.node)
         self.calls[uid] = call
         self._spawn(self._save_call(call, new=True))
 
@@ -198,6 +294,8 @@ class Distributor:
         if msg.get("Context") != "agents" or not msg.get("Channel", "").startswith(f"PJSIP/{agent_id}-"):
             log.warning("feature code from %s ignored (agent %r)", msg.get("Channel"), agent_id)
             return
+        if not self.owns(msg.get("Linkedid") or msg.get("Uniqueid", "")):
+            return                      # one node acts on it
         agent = self.agents.agents.get(agent_id)
         if agent is None:
             log.warning("feature code %s from unknown agent %r", action, agent_id)
@@ -315,7 +413,8 @@ class Distributor:
         agent = self.agents.agents.get(agent_id)
         if agent is None:
             return
-        if agent.state == AgentState.ON_CALL:
+        # The node following the agent's call starts its wrap-up.
+        if agent.state == AgentState.ON_CALL and self.follows(agent):
             self._spawn(self._start_wrapup(agent_id))
 
     # ---- state changes ------------------------------------------------------------------
@@ -364,7 +463,7 @@ class Distributor:
                 self._wrapup_until.pop(agent_id, None)
         await self.free_agent(agent_id)
 
-    async def free_agent(self, agent_id: str) -> None:
+    async def free_agent(self, agent_id: str, _again: bool = True) -> None:
         """The agent becomes ready and is offered the best waiting call in one script."""
         now = self.clock()
         try:
@@ -378,6 +477,12 @@ class Distributor:
                 # A returning caller waits for this agent: their own bucket, in the same script.
                 skills = {preference_skill(agent_id): 1}
             decision = await self.router.offer(agent_id, skills, now, becoming_ready=step)
+        except AgentChanged as exc:
+            # Another node (or request) changed the agent since our copy: check again with Redis's.
+            log.info("%s; ready checked again", exc)
+            if _again and await self.agents.reload(agent_id) is not None:
+                await self.free_agent(agent_id, _again=False)
+            return
         except (RedisError, OSError):
             await self._transition(agent_id, AgentState.READY)      # kept in memory, saved later
             return
@@ -461,12 +566,23 @@ class Distributor:
                 continue
         self.schedule_routing()
 
-    async def _save_call(self, call: LiveCall, new: bool = False) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
-            if new:
-                pipe.sadd(Keys.calls, call.uniqueid)
-            await pipe.execute()
+    async def _save_call(self, call: LiveCall, new: bool = False, taking_from: str = "") -> bool:
+        """Save the call's live state; a new call (or one adopted from a dead node) is claimed
+        in the same script: False when another node follows it (we then let it go)."""
+        if not new and not taking_from:
+            await self.redis.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
+            return True
+        flat = [item for pair in call.to_redis().items() for item in pair]
+        claimed = await self._claim(keys=[Keys.call(call.uniqueid), Keys.calls],
+                                    args=[self.node, taking_from, call.uniqueid, *flat])
+        if claimed:
+            call.owner = self.node
+            return True
+        log.info("call %s: followed by another node", call.uniqueid)
+        if self.calls.get(call.uniqueid) is call:
+            del self.calls[call.uniqueid]
+        self.waiting.pop(call.uniqueid, None)
+        return False
 
     async def _save_waiting(self, call: LiveCall, waiting: WaitingCall) -> None:
         delay = 0.2
@@ -536,8 +652,13 @@ class Distributor:
         now = self.clock()
         adopted = ended = 0
         gone: set[str] = set()
+        followed_elsewhere: set[str] = set()
         for uid, data in zip(uids, hashes):
             if uid in self.calls:
+                continue
+            owner = data.get("owner", "")
+            if not self.ours(owner):
+                followed_elsewhere.add(uid)     # a live node follows it
                 continue
             try:
                 call = LiveCall.from_redis(data)
@@ -545,6 +666,16 @@ class Distributor:
                 log.warning("call %s: unreadable live state (%s); dropped", uid, exc)
                 await self.redis.srem(Keys.calls, uid)
                 continue
+            if owner not in ("", self.node):
+                # A dead node's call: ours if we take it first (the survivors race for it).
+                try:
+                    if not await self._save_call(call, taking_from=owner):
+                        followed_elsewhere.add(uid)
+                        continue
+                except (RedisError, OSError):
+                    continue
+                log.info("call %s: adopted from node %s", uid, owner)
+            call.owner = self.node
             channel = channels.get(uid)
             if channel is None:
                 # It ended while nobody watched: its record now, from what we knew (ended ~now).
@@ -556,21 +687,32 @@ class Distributor:
             self.calls[uid] = call
             await self._adopt(call, channel, now)
         for uid, channel in channels.items():
-            if uid in self.calls or channel.get("Context") not in self.caller_contexts:
+            if uid in self.calls or uid in followed_elsewhere or channel.get("Context") not in self.caller_contexts:
+                continue
+            if not self.owns(channel.get("Linkedid") or uid):
                 continue
             # A caller who arrived while the ACD was away.
-            adopted += 1
             seconds = _duration(channel.get("Duration", ""))
             call = LiveCall(uid, channel.get("Channel", ""), channel.get("Linkedid", uid), "main",
-                            _clean(channel.get("CallerIDNum")), now - seconds)
+                            _clean(channel.get("CallerIDNum")), now - seconds, owner=self.node)
             line = await self._getvar(call.channel, "HOTLINE_LINE")
             call.line = "enterprise" if line == "enterprise" else "main"
             self.calls[uid] = call
-            self._spawn(self._save_call(call, new=True))
+            try:
+                if not await self._save_call(call, new=True):
+                    continue
+            except (RedisError, OSError):
+                pass
+            adopted += 1
             await self._adopt(call, channel, now)
-        # Agents whose call is gone are free again; an agent "on call" with no live call wraps up.
+        # Agents whose call is gone are free again; an agent "on call" with no live call wraps up
+        # (only agents this node follows, or whose node is gone).
         for agent in list(self.agents.agents.values()):
             live = self.calls.get(agent.call) if agent.call else None
+            if live is not None and live.agent == agent.id:
+                agent.node = self.node              # its call is ours now (adopted)
+            if not self.follows(agent) or agent.call in followed_elsewhere:
+                continue
             if agent.state == AgentState.RESERVED and agent.call not in gone and (live is None or live.agent != agent.id):
                 log.warning("agent %s was reserved for %s, which is gone: ready again", agent.id, agent.call)
                 self._spawn(self.free_agent(agent.id))
@@ -595,6 +737,8 @@ class Distributor:
         for agent in list(self.agents.agents.values()):
             if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call in live:
                 continue
+            if not self.follows(agent):
+                continue            # another live node follows it
             if agent.call in self.calls:
                 continue            # its Hangup is being handled right now
             repaired += 1
@@ -689,14 +833,26 @@ class Distributor:
         for agent in ready:
             await self._offer(agent.id)
 
-    async def _assigned(self, decision: Decision) -> None:
-        """The script reserved this agent for this call: remember it, explain it, ring the agent."""
+    async def _assigned(self, decision: Decision, decided_here: bool = True) -> None:
+        """The script reserved this agent for this call: remember it, explain it, ring the agent
+        (or, when another node follows the call, leave the ringing to it: the script told it)."""
         agent = self.agents.agents.get(decision.agent)
         if agent is None:
             # Added by another process since we loaded: read it rather than lose the call.
             agent = await self.agents.reload(decision.agent) or self.agents.get(decision.agent)
-        agent.state, agent.state_since, agent.call, agent.reason = (
-            AgentState.RESERVED, decision.at, decision.call, "")
+        follower = decision.owner or self.node
+        agent.state, agent.state_since, agent.call, agent.reason, agent.node = (
+            AgentState.RESERVED, decision.at, decision.call, "", follower)
+        if follower != self.node:
+            log.info("route call %s -> agent %s: %s; node %s rings it", decision.call, agent.id, decision.rule,
+                     follower)
+            explanation = decision.explain()
+            self.decisions = (self.decisions + [explanation])[-200:]
+            try:
+                await self.agents.record_claimed(agent, explanation)
+            except (RedisError, OSError) as exc:
+                log.warning("agent %s: reservation history not saved (%s)", agent.id, exc)
+            return
         waiting = self.waiting.pop(decision.call, None)
         for waiting_for in self._preferred.values():
             waiting_for.discard(decision.call)
@@ -713,6 +869,8 @@ class Distributor:
         log.info("route call %s -> agent %s: %s; candidates %s", decision.call, agent.id, decision.rule,
                  decision.candidates)
         self._spawn(self._connect(decision.call, channel or "", agent.id))
+        if not decided_here:
+            return                  # the deciding node keeps the history and the explanation
         try:
             await self.agents.record_claimed(agent, explanation)
         except (RedisError, OSError) as exc:

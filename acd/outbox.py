@@ -3,12 +3,18 @@
 A row leaves the outbox only after the transaction that wrote it has committed; every
 table has a natural unique key (call uniqueid, state event id, agent id), so a row written
 twice after a crash is ignored the second time. PostgreSQL down: rows wait in Redis.
+
+Every ACD process runs a writer, one at a time moves rows: the writer holding the lease
+(``hotline:outbox:lock``) reads the head of the list, writes it, and trims it only if it still
+holds the lease (two writers trimming the same head would drop rows nobody wrote). A writer that
+dies leaves the lease to expire; the next one writes the same rows again, harmlessly.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import uuid
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -46,9 +52,31 @@ ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, team = EXCLUDED.team, skill
 """
 
 
+# KEYS: lease; ARGV: this writer, lease ms. Renewed only by its holder (never another's: a dead
+# holder's lease must run out).
+LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+# KEYS: lease, outbox; ARGV: this writer, rows written
+TRIM_IF_LEASED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
+return 1
+"""
+
+
 class OutboxWriter:
-    def __init__(self, redis: Redis, pool: asyncpg.Pool, *, batch: int = 200, idle_s: float = 0.2) -> None:
+    def __init__(self, redis: Redis, pool: asyncpg.Pool, *, batch: int = 200, idle_s: float = 0.2,
+                 lease_s: float = 5.0, writer: Optional[str] = None) -> None:
         self.redis = redis
+        # The ACD node's name: a restarted process takes its own lease back at once.
+        self.writer = writer or uuid.uuid4().hex
+        self.lease_ms = int(lease_s * 1000)
+        self._trim = redis.register_script(TRIM_IF_LEASED)
+        self._lease = redis.register_script(LEASE)
         self.pool = pool
         self.batch = batch
         self.idle_s = idle_s
@@ -68,6 +96,12 @@ class OutboxWriter:
             except asyncio.TimeoutError:
                 self._task.cancel()
                 log.warning("outbox not empty at shutdown: rows stay in Redis for the next start")
+        try:
+            # Leave the lease to the other writers at once rather than when it expires.
+            if await self.redis.get(Keys.outbox_lock) == self.writer:
+                await self.redis.delete(Keys.outbox_lock)
+        except (RedisError, OSError):
+            pass
 
     async def _run(self) -> None:
         delay = self.idle_s
@@ -86,7 +120,13 @@ class OutboxWriter:
                     return
                 await asyncio.sleep(delay)
 
+    async def _leased(self) -> bool:
+        """Hold (or take) the writers' lease; False while another writer holds it."""
+        return bool(await self._lease(keys=[Keys.outbox_lock], args=[self.writer, self.lease_ms]))
+
     async def flush_once(self) -> int:
+        if not await self.redis.llen(Keys.outbox) or not await self._leased():
+            return 0
         rows = await self.redis.lrange(Keys.outbox, 0, self.batch - 1)
         if not rows:
             return 0
@@ -105,7 +145,9 @@ class OutboxWriter:
         if dead:
             await self.redis.rpush(Keys.outbox_dead, *dead)
         # Only what we wrote leaves the outbox; new rows appended meanwhile stay.
-        await self.redis.ltrim(Keys.outbox, len(rows), -1)
+        if not await self._trim(keys=[Keys.outbox_lock, Keys.outbox], args=[self.writer, len(rows)]):
+            log.warning("outbox: lease lost while writing %d row(s); the next writer writes them again", len(rows))
+            return 0
         self.written += len(rows)
         return len(rows)
 

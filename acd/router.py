@@ -45,10 +45,11 @@ from hotline.keys import Keys
 from hotline.model import format_skills, parse_skills
 
 from .agents import busy_day
+from .cluster import node_channel
 from .hotpath import Packed, open_lane, pack
 from .queues import QueueBook
 
-__all__ = ["Decision", "Router", "WaitingCall", "bucket_id", "parse_bucket", "routing_score"]
+__all__ = ["AgentChanged", "Decision", "Router", "WaitingCall", "bucket_id", "parse_bucket", "routing_score"]
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ local function reserve(agent, uid, now, ready_key, skp, agp, callkey)
       for name, _ in pairs(skills) do redis.call('ZREM', skp .. name, agent) end
     end
   end
-  redis.call('HSET', akey, 'state', 'reserved', 'state_since', now, 'call', uid, 'reason', '')
+  -- the agent follows its call: the node following the call drives its states from here
+  local owner = redis.call('HGET', callkey, 'owner') or ''
+  redis.call('HSET', akey, 'state', 'reserved', 'state_since', now, 'call', uid, 'reason', '', 'node', owner)
   redis.call('HSET', callkey, 'state', 'ringing', 'agent', agent)
-  return since
+  return since, owner
 end
 """
 
@@ -80,20 +83,30 @@ end
 """
 
 # KEYS: waiting, ready, buckets version, bucket heads, outbox, busy-today hash
-# ARGV: agent, now, version, skill-index prefix, agent prefix, bucket prefix, call prefix,
-#       "1" when the agent becomes ready in the same step (else "0"), history row, event channel,
-#       event, busy seconds to add (the agent's READY transition and the decision, one round trip),
+# ARGV: 1 agent, 2 now, 3 version, 4-7 skill-index, agent, bucket and call prefixes,
+#       8-12 when the agent becomes ready in the same step: the state Redis must still hold
+#       ("state|since", "*" for no check; "" when the agent is ready already), history row, event channel, event,
+#       busy seconds to add (the agent's READY transition and the decision, one round trip),
+#       13 this node, 14 prefix of the nodes' channels (a call another node follows is handed to it),
 #       then the plan (worked out by Router.plan from the bucket list at that version): n, n bucket
 #       ids, m, then m pairs: position in the plan, seconds of waiting from which the agent may
 #       serve that bucket (skill expansion; the wait of a bucket's first call decides for it).
+# Returns {1, call, bucket, score, agent's previous state_since, node following the call}, {0} for
+# no call, {-1} agent not ready, {-2} stale bucket list, {-3, state, since} agent changed meanwhile.
 # An agent that becomes ready and is reserved at once never enters the ready indexes.
 OFFER = _RESERVE + _HEAD + """
 local v = redis.call('GET', KEYS[3]) or '0'
 if v ~= ARGV[3] then return {-2} end
+local P = 15
 local agent = ARGV[1]
-local becoming = ARGV[8] == '1'
+local becoming = ARGV[8] ~= ''
 local akey = ARGV[5] .. agent
 if becoming then
+  local cur = redis.call('HMGET', akey, 'state', 'state_since')
+  if cur[1] and ARGV[8] ~= '*' then
+    local st, at = string.match(ARGV[8], '^([^|]*)|(.*)$')
+    if cur[1] ~= st or tonumber(cur[2]) ~= tonumber(at) then return {-3, cur[1], cur[2] or '0'} end
+  end
   redis.call('RPUSH', KEYS[5], ARGV[9])
   redis.call('PUBLISH', ARGV[10], ARGV[11])
   if tonumber(ARGV[12]) > 0 then
@@ -102,18 +115,18 @@ if becoming then
   end
 elseif not redis.call('ZSCORE', KEYS[2], agent) then return {-1} end
 local now = tonumber(ARGV[2])
-local n = tonumber(ARGV[13])
+local n = tonumber(ARGV[P])
 local after = {}
-local m = tonumber(ARGV[14 + n] or '0')
+local m = tonumber(ARGV[P + n + 1] or '0')
 for k = 1, m do
-  local at = 14 + n + 2 * k - 1
+  local at = P + n + 2 * k
   after[tonumber(ARGV[at])] = tonumber(ARGV[at + 1])
 end
 local best, bestscore, bestraw, ties
 local from = 1
 while from <= n do
   local to = math.min(n, from + 999)
-  local scores = redis.call('ZMSCORE', KEYS[4], unpack(ARGV, 13 + from, 13 + to))
+  local scores = redis.call('ZMSCORE', KEYS[4], unpack(ARGV, P + from, P + to))
   for j = from, to do
     local raw = scores[j - from + 1]
     if raw then
@@ -134,7 +147,7 @@ while from <= n do
 end
 if not best then
   if becoming then
-    redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '')
+    redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '', 'node', ARGV[13])
     redis.call('ZADD', KEYS[2], ARGV[2], agent)
     local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')
     if ok and type(skills) == 'table' then
@@ -143,18 +156,18 @@ if not best then
   end
   return {0}
 end
-local bid = ARGV[13 + best]
+local bid = ARGV[P + best]
 local uid = redis.call('ZRANGE', ARGV[6] .. bid, 0, 0)[1]
 if ties then
   for _, j in ipairs(ties) do
-    local other = redis.call('ZRANGE', ARGV[6] .. ARGV[13 + j], 0, 0)[1]
-    if other and other < uid then uid, bid = other, ARGV[13 + j] end
+    local other = redis.call('ZRANGE', ARGV[6] .. ARGV[P + j], 0, 0)[1]
+    if other and other < uid then uid, bid = other, ARGV[P + j] end
   end
 end
 redis.call('ZREM', ARGV[6] .. bid, uid)
 redis.call('ZREM', KEYS[1], uid)
 set_head(KEYS[4], ARGV[6] .. bid, bid)
-local since
+local since, owner
 if becoming then
   -- ready and reserved in one step: out of the ready indexes if it was still in them (ready again)
   if redis.call('ZREM', KEYS[2], agent) == 1 then
@@ -163,13 +176,19 @@ if becoming then
       for name, _ in pairs(skills) do redis.call('ZREM', ARGV[4] .. name, agent) end
     end
   end
-  redis.call('HSET', akey, 'state', 'reserved', 'state_since', ARGV[2], 'call', uid, 'reason', '')
+  owner = redis.call('HGET', ARGV[7] .. uid, 'owner') or ''
+  redis.call('HSET', akey, 'state', 'reserved', 'state_since', ARGV[2], 'call', uid, 'reason', '', 'node', owner)
   redis.call('HSET', ARGV[7] .. uid, 'state', 'ringing', 'agent', agent)
   since = ARGV[2]
 else
-  since = reserve(agent, uid, ARGV[2], KEYS[2], ARGV[4], ARGV[5], ARGV[7] .. uid)
+  since, owner = reserve(agent, uid, ARGV[2], KEYS[2], ARGV[4], ARGV[5], ARGV[7] .. uid)
 end
-return {1, uid, bid, bestraw, since}
+if owner ~= '' and owner ~= ARGV[13] then
+  -- another node follows this call: it rings the agent (it will see the call's events)
+  redis.call('PUBLISH', ARGV[14] .. owner, cjson.encode({call = uid, agent = agent, since = since, bucket = bid,
+    score = bestraw, at = ARGV[2], by = ARGV[13]}))
+end
+return {1, uid, bid, bestraw, since, owner}
 """
 
 # KEYS: waiting, bucket, bucket heads; ARGV: uid, bucket id (the caller hung up)
@@ -277,6 +296,14 @@ def parse_bucket(bid: str) -> tuple[str, dict[str, int]]:
     return queue, ({} if skills == "-" else parse_skills(skills))
 
 
+class AgentChanged(Exception):
+    """The agent's state in Redis is not the one its READY transition was checked against."""
+
+    def __init__(self, agent: str, state: str, since: str) -> None:
+        super().__init__(f"agent {agent} is {state} in Redis (since {since})")
+        self.state, self.since = state, since
+
+
 @dataclass
 class WaitingCall:
     uniqueid: str
@@ -303,6 +330,7 @@ class Decision:
     rule: str
     bucket: str = ""
     agent_ready_since: str = ""        # the agent's state_since before the reservation
+    owner: str = ""                    # the ACD node following the call (it rings the agent)
     candidates: list[tuple[str, float]] = field(default_factory=list)
     candidate_count: int = 0
     at: float = 0.0
@@ -327,8 +355,9 @@ class Router:
     client allows one (else through redis-py). Call :meth:`aclose` when done with it."""
 
     def __init__(self, redis: Redis, queues: Optional[QueueBook] = None, *, clock=time.time,
-                 lean: bool = True) -> None:
+                 lean: bool = True, node: str = "") -> None:
         self.redis = redis
+        self.node = node
         self._queues = queues or QueueBook()
         self.clock = clock
         self._offer = redis.register_script(OFFER)
@@ -345,7 +374,8 @@ class Router:
         self._digest: Optional[tuple[QueueBook, str]] = None
         self._offer_head = Packed(Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, Keys.outbox)
         self._offer_prefixes = Packed(Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""), Keys.call(""))
-        self._no_ready = Packed("0", "", "", "", "0")
+        self._no_ready = Packed("", "", "", "", "0")
+        self._node_args = Packed(node, node_channel(""))
         self._busy_minute, self._busy = None, ""
         self.stale_retries = 0
 
@@ -463,8 +493,9 @@ class Router:
                     becoming_ready: Optional[tuple[str, str, float]] = None) -> Optional[Decision]:
         """The agent is free: reserve the best waiting call it can serve, if any.
 
-        ``becoming_ready`` (history row, event, busy seconds; from ``AgentDirectory.ready_step``)
-        makes the agent ready in the same script, at ``now``."""
+        ``becoming_ready`` (expected state, history row, event, busy seconds; from
+        ``AgentDirectory.ready_step``) makes the agent ready in the same script, at ``now``; if Redis
+        no longer holds the expected state, :class:`AgentChanged` is raised and nothing is written."""
         for _ in range(6):
             if self.version is None:
                 await self.refresh()
@@ -472,34 +503,36 @@ class Router:
             stamp = repr(now)
             busy_key = self._busy_key(now)
             if becoming_ready is not None:
-                row, event, busy = becoming_ready
-                ready = Packed("1", row, Keys.events, event, repr(busy))
+                expected, row, event, busy = becoming_ready
+                ready = Packed(expected or "*", row, Keys.events, event, repr(busy))
             else:
                 ready = self._no_ready
             plan = self._plan_args(skills)
             if self.lane is not None:
                 command = pack("EVALSHA", self._offer.sha, 6, self._offer_head, busy_key, agent_id, stamp,
-                               self.version, self._offer_prefixes, ready, plan)
+                               self.version, self._offer_prefixes, ready, self._node_args, plan)
                 result = await self.lane.evalsha(self._offer.sha, OFFER, command)
             else:
                 result = await self._offer(
                     keys=[Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, Keys.outbox, busy_key],
                     args=[agent_id, stamp, self.version, Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""),
-                          Keys.call(""), *_unpack(ready), *_unpack(plan)])
+                          Keys.call(""), *_unpack(ready), *_unpack(self._node_args), *_unpack(plan)])
             if result[0] == -2:
                 self.stale_retries += 1
                 await self.refresh()
                 continue
+            if result[0] == -3:
+                raise AgentChanged(agent_id, result[1], result[2])
             if result[0] != 1:
                 return None
-            uid, bid, score, since = result[1], result[2], float(result[3]), result[4]
+            uid, bid, score, since, owner = result[1], result[2], float(result[3]), result[4], result[5]
             rule = self._rules.get(bid)
             if rule is None:
                 queue, required = self.buckets.get(bid) or parse_bucket(bid)
                 rule = self._rules[bid] = f"queue {queue}, needs {format_skills(required) or 'nothing'}"
             priority = math.ceil(-score / PRIORITY_WEIGHT) if score < 0 else 0
             wait = now - (score + priority * PRIORITY_WEIGHT)
-            return Decision(uid, agent_id, "agent_free", bucket=bid, agent_ready_since=since, at=now,
+            return Decision(uid, agent_id, "agent_free", bucket=bid, agent_ready_since=since, at=now, owner=owner,
                             rule=f"agent free: best waiting call it can serve (priority {priority}, waited "
                                  f"{wait:.1f}s, {rule})")
         log.warning("agent %s: bucket list kept changing; routing again later", agent_id)

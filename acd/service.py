@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -12,6 +14,7 @@ from hotline.settings import Settings
 from hotline.stores import Stores
 
 from .agents import AgentDirectory
+from .cluster import Cluster, PeerListener
 from .distributor import Distributor
 from .http import start_acd_http
 from .outbox import OutboxWriter
@@ -28,6 +31,7 @@ class ACD:
     agents: AgentDirectory
     distributor: Distributor
     outbox: OutboxWriter
+    cluster: Cluster
     http_port: int = 0
 
 
@@ -70,13 +74,21 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
         queues = QueueBook.from_file(settings.acd_queues_file or DEFAULT_QUEUES_FILE)
     except QueueConfigError as exc:
         raise ACDConfigError(f"setting acd_queues_file: {exc}") from None
-    agents = AgentDirectory(stores.redis)
+    node = node_name(settings)
+    cluster = Cluster(stores.redis, node, lease_s=settings.acd_lease_s, beat_s=settings.acd_lease_s / 3)
+    agents = AgentDirectory(stores.redis, node=node)
     await agents.load()
     distributor = Distributor(ami, stores.redis, agents, wrapup_s=settings.wrapup_s,
-                              default_queue=settings.default_queue, queues=queues)
+                              default_queue=settings.default_queue, queues=queues, cluster=cluster)
     await distributor.router.prepare(agent.skills for agent in agents.agents.values())
     distributor.attach()
-    outbox = OutboxWriter(stores.redis, stores.pool)
+    peers = PeerListener(stores.redis, node, on_agent=distributor.on_peer_agent,
+                         on_handoff=distributor.on_handoff, on_gap=distributor.on_peer_gap)
+    cluster.on_peer_lost = distributor.on_peers_lost
+    # Subscribed and counted in before the first AMI event: no hand-over or agent change is missed.
+    await peers.start()
+    await cluster.join()
+    outbox = OutboxWriter(stores.redis, stores.pool, writer=node)
     outbox.start()
     await ami.connect()
     watcher = asyncio.create_task(_watch_queues(distributor))
@@ -84,7 +96,7 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
     runner = None
     try:
         runner, port = await start_acd_http(distributor, settings.acd_host, settings.acd_port)
-        yield ACD(ami, agents, distributor, outbox, port)
+        yield ACD(ami, agents, distributor, outbox, cluster, port)
     finally:
         watcher.cancel()
         reconciler.cancel()
@@ -92,4 +104,17 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
             await runner.cleanup()
         await ami.close()
         await distributor.close()
+        await cluster.leave()
+        await peers.stop()
         await outbox.stop()
+
+
+def node_name(settings: Settings) -> str:
+    """This ACD process's name among several: configured, else host:port (unique on a host, and
+    the same after a restart), else host plus a random part (tests, port 0)."""
+    if settings.acd_node:
+        return settings.acd_node
+    host = socket.gethostname() or "acd"
+    if settings.acd_port:
+        return f"{host}:{settings.acd_port}"
+    return f"{host}:{uuid.uuid4().hex[:8]}"

@@ -112,7 +112,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     from redis.asyncio import Redis
 
     from acd.agents import AgentDirectory
-    from acd.router import Router, WaitingCall
+    from acd.router import AgentChanged, Router, WaitingCall
     from hotline.model import AgentState
 
     rng = random.Random(seed * 100 + index)
@@ -135,7 +135,13 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         started = time.perf_counter()
         now = time.time()
         step = directory.ready_step(agent_id, now) if ready else None
-        decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
+        try:
+            decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
+        except AgentChanged:
+            # The other process reserved it meanwhile (as Distributor.free_agent: read, check again).
+            agent = await directory.reload(agent_id)
+            step = directory.ready_step(agent_id, now)
+            decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
         latencies.append(time.perf_counter() - started)
         if ready:
             directory.became_ready(agent_id, now)
@@ -148,7 +154,6 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         while time.perf_counter() < stop_at and free:
             agent_id = free.popleft()
             agent = directory.agents[agent_id]
-            agent.state = AgentState.WRAPUP if agent.state != AgentState.READY else agent.state
             # Wrap-up over: the agent becomes ready and takes the best call it can serve, one script
             # (as Distributor.free_agent does).
             decision = await decide(agent_id, ready=True)
@@ -156,7 +161,8 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
             if counter % 8 == 0:                    # race another process for one of its agents
                 await decide(rng.choice(everyone))
             if decision is not None:
-                agent.state = AgentState.RESERVED
+                agent = directory.agents[agent_id]
+                agent.state = AgentState.RESERVED       # as Redis holds it (since: the decision's time)
                 needs, priority = call_needs(rng)
                 arrivals += 1
                 pending.append(WaitingCall(f"p{index}-{arrivals}", "PJSIP/trunk-x", "general", needs,

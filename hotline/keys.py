@@ -12,6 +12,7 @@ class Keys:
     waiting = prefix + "waiting"                  # ZSET call uniqueid -> routing score (priority, then age)
     calls = prefix + "calls"                      # SET of live call uniqueids
     outbox = prefix + "outbox"                    # LIST of JSON rows not yet committed to PostgreSQL
+    outbox_lock = prefix + "outbox:lock"          # STRING: the outbox writer holding the lease (expires)
     outbox_dead = prefix + "outbox:dead"          # LIST of rows PostgreSQL refused, kept for an operator
     events = prefix + "events"                    # pub/sub channel: live updates for desktops and wallboards
     broadcast = prefix + "broadcast"              # STRING: sound name of the emergency broadcast the IVR plays
@@ -19,10 +20,12 @@ class Keys:
     bucket_heads = prefix + "buckets:heads"      # ZSET bucket id -> routing score of its first call
     buckets_version = prefix + "buckets:version"  # INT, bumped when a bucket id is added (routers re-read)
     decisions = prefix + "decisions"              # LIST of recent routing explanations (JSON), newest first
+    acd_nodes = prefix + "acd:nodes"              # ZSET ACD node name -> epoch of its last lease renewal
 
     @staticmethod
     def agent(agent_id: str) -> str:
-        return f"hotline:agent:{agent_id}"        # HASH: name, team, skills, state, state_since, reason, call
+        return f"hotline:agent:{agent_id}"        # HASH: name, team, skills, state, state_since, reason, call,
+        #                                           node (the ACD node following the agent's call / wrap-up)
 
     @staticmethod
     def ready_skill(skill: str) -> str:
@@ -42,7 +45,7 @@ class Keys:
 
     @staticmethod
     def call(uniqueid: str) -> str:
-        return f"hotline:call:{uniqueid}"         # HASH: live state of one call
+        return f"hotline:call:{uniqueid}"         # HASH: live state of one call (owner: the ACD node following it)
 
     @staticmethod
     def ivr_path(uniqueid: str) -> str:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # ACD HTTP API: agents, log in/out, ready/not ready, wrap-up, routing explanations.
     acd_host: str = "127.0.0.1"
     acd_port: int = Field(8081, ge=0, le=65535)          # 0: any free port (tests)
+    # Several ACD processes may run at once (acd/cluster.py); each needs its own name, kept across
+    # restarts so that a restarted process takes its calls back at once. None: host:acd_port.
+    acd_node: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    acd_lease_s: float = Field(3.0, ge=0.5, le=60)         # a node silent this long is taken for dead
 
     # ACD behaviour.
     ring_timeout_s: int = Field(15, ge=3, le=120)

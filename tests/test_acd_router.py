@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from acd.agents import AgentDirectory
 from acd.queues import DEFAULT_QUEUES_FILE, QueueBook, QueueConfigError
-from acd.router import Router, WaitingCall, routing_score
+from acd.router import AgentChanged, Router, WaitingCall, routing_score
 from hotline.keys import Keys
 from hotline.model import AgentState
 
@@ -235,7 +235,7 @@ async def test_routing_invariants(redis, agents, steps, strategy):
                 agent_id = ids[0]
                 eligible = [c for c in waiting.values() if directory.get(agent_id).can_serve(c.skills)]
                 if in_script:
-                    directory.get(agent_id).state = AgentState.WRAPUP
+                    await directory.reload(agent_id)        # its state as Redis holds it (reserved)
                     ready_step = directory.ready_step(agent_id, clock.now)
                     decision = await routers[n % 2].offer(agent_id, directory.get(agent_id).skills, clock.now,
                                                           becoming_ready=ready_step)
@@ -290,10 +290,9 @@ async def test_becoming_ready_and_reserved_in_one_step(redis, lean):
     directory = await floor(redis, clock, [("1001", {"mandarin": 5, "elderly": 2})])
     router = Router(redis, QUEUES, clock=clock, lean=lean)
     assert await router.arrive(call("a", clock.now, {"elderly": 2}, priority=30)) is None
-    directory.get("1001").state = AgentState.WRAPUP
     rows = await redis.llen(Keys.outbox)
     clock.now += 1
-    step = directory.ready_step("1001", clock.now)
+    step = directory.ready_step("1001", clock.now)          # logged out -> ready
     decision = await router.offer("1001", {"mandarin": 5, "elderly": 2}, clock.now, becoming_ready=step)
     assert decision.call == "a" and decision.agent_ready_since == repr(clock.now)
     assert "priority 30" in decision.rule and "needs elderly:2" in decision.rule
@@ -302,7 +301,14 @@ async def test_becoming_ready_and_reserved_in_one_step(redis, lean):
     assert await redis.zscore(Keys.ready, "1001") is None
     assert await redis.zscore(Keys.ready_skill("mandarin"), "1001") is None
     assert await redis.llen(Keys.outbox) == rows + 1
+    # A copy of the agent older than Redis's (another node reserved it since): refused, nothing written.
     clock.now += 1
+    stale = directory.ready_step("1001", clock.now)
+    with pytest.raises(AgentChanged):
+        await router.offer("1001", {"mandarin": 5, "elderly": 2}, clock.now, becoming_ready=stale)
+    assert (await redis.hgetall(Keys.agent("1001")))["state"] == "reserved"
+    assert await redis.llen(Keys.outbox) == rows + 1
+    await directory.reload("1001")                          # reserved (no answer) -> ready
     step = directory.ready_step("1001", clock.now)
     assert await router.offer("1001", {"mandarin": 5, "elderly": 2}, clock.now, becoming_ready=step) is None
     assert (await redis.hgetall(Keys.agent("1001")))["state"] == "ready"
@@ -380,8 +386,6 @@ async def test_agents_freed_at_once_are_offered_in_order_in_one_round_trip(redis
     router = Router(redis, QUEUES, clock=clock)
     for uid, age in (("old", 30), ("new", 10)):
         await router.arrive(call(uid, clock.now - age, {"mandarin": 1}))
-    for agent in directory.agents.values():
-        agent.state = AgentState.WRAPUP
     clock.now += 1
     offers = [(a, {"mandarin": 5}, clock.now, directory.ready_step(a, clock.now)) for a in ("1002", "1001", "1003")]
     decisions = await router.offer_many(offers)
