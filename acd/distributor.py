@@ -99,6 +99,21 @@ class LiveCall:
                    data.get("leg", ""), data.get("owner", ""))
 
 
+@dataclass
+class Witnessed:
+    """What this node saw of a call another node follows (every node gets every AMI event): if that
+    node dies, whoever adopts the call completes its record from this, not from guesses."""
+    ring_attempts: int = 0
+    answered_at: Optional[float] = None
+    talk_ended_at: Optional[float] = None
+    caller_hung_up: bool = False
+    ended_at: Optional[float] = None
+    cause: Optional[int] = None
+
+
+WITNESS_KEPT_S = 120.0          # ended calls seen for another node, kept this long
+
+
 def _duration(text: str) -> float:
     """AMI Duration ``HH:MM:SS`` in seconds (0 if unreadable)."""
     try:
@@ -142,6 +157,11 @@ class Distributor:
         self._resend: Optional[asyncio.Task] = None
         self.callback_ring_s = 30.0                     # how long a call back rings the caller
         self._preferred: dict[str, set[str]] = {}       # agent -> returning callers waiting for it
+        self.witnessed: dict[str, Witnessed] = {}      # callers another node follows (by uniqueid)
+        self._witness_expiry: list[tuple[float, str]] = []
+        self.followed = 0                               # calls this node followed from their start
+        self.handed_in = 0                              # calls another node's decision handed to us
+        self.handed_out = 0                             # our decisions for calls another node follows
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -189,6 +209,25 @@ class Distributor:
     def ours(self, node: str) -> bool:
         """Ours to act on: written by this node, by nobody, or by a node that is gone."""
         return node in ("", self.node) or not self.alive(node)
+
+    def _witness(self, msg) -> Optional[Witnessed]:
+        """The caller's channel of a call another node follows (none when this node is alone)."""
+        if self.cluster is None or len(self.cluster.live) < 2:
+            return None
+        uid = msg.get("Uniqueid", "")
+        if not uid or msg.get("Linkedid", uid) != uid:
+            return None                     # an agent's leg or a local channel: not the caller
+        seen = self.witnessed.get(uid)
+        if seen is None:
+            if msg.get("Event") != "Newchannel" or msg.get("Context") not in self.inbound_contexts:
+                return None
+            seen = self.witnessed[uid] = Witnessed()
+        return seen
+
+    def _forget_witnessed(self, now: float) -> None:
+        expiry = self._witness_expiry
+        while expiry and expiry[0][0] < now:
+            self.witnessed.pop(expiry.pop(0)[1], None)
 
     def follows(self, agent) -> bool:
         """Whether this node drives the agent's call-bound states (on call, wrap-up, repairs): it
@@ -245,6 +284,7 @@ class Distributor:
             log.info("call %s handed over for agent %s is gone: agent ready again", uid, agent_id)
             self._spawn(self._transition(agent_id, AgentState.READY))
             return
+        self.handed_in += 1
         decision = Decision(uid, agent_id, "agent_free", rule=f"agent free (decided by node {event.get('by')})",
                             bucket=str(event.get("bucket", "")), agent_ready_since=str(event.get("since", "")),
                             at=at, owner=self.node)
@@ -259,12 +299,14 @@ class Distributor:
             return
         linkedid = msg.get("Linkedid") or uid
         if not self.owns(linkedid):
-            return                      # another node follows this call
+            self._witness(msg)          # another node follows this call; we only watch
+            return
         exten = msg.get("Exten", "")
         call = LiveCall(uid, msg.get("Channel", ""), linkedid,
                         "enterprise" if exten in self.enterprise_numbers else "main",
                         _clean(msg.get("CallerIDNum")), self.clock(), owner=self.node)
         self.calls[uid] = call
+        self.followed += 1
         self._spawn(self._save_call(call, new=True))
 
     def on_userevent(self, msg) -> None:
@@ -339,7 +381,7 @@ class Distributor:
         self._spawn(self._save_waiting(call, waiting))
 
     def on_dialbegin(self, msg) -> None:
-        call = self.calls.get(msg.get("Uniqueid", ""))
+        call = self.calls.get(msg.get("Uniqueid", "")) or self._witness(msg)
         if call is not None:
             call.ring_attempts += 1
 
@@ -360,7 +402,12 @@ class Distributor:
 
     def on_bridgeenter(self, msg) -> None:
         call = self.calls.get(msg.get("Uniqueid", ""))
-        if call is None or call.answered_at is not None:
+        if call is None:
+            seen = self._witness(msg)
+            if seen is not None and seen.answered_at is None:
+                seen.answered_at = self.clock()
+            return
+        if call.answered_at is not None:
             return
         call.answered_at = self.clock()
         call.state = "talking"
@@ -370,12 +417,12 @@ class Distributor:
 
     def on_bridgeleave(self, msg) -> None:
         # Talk time ends with the conversation, not with the survey that may follow it.
-        call = self.calls.get(msg.get("Uniqueid", ""))
+        call = self.calls.get(msg.get("Uniqueid", "")) or self._witness(msg)
         if call is not None and call.answered_at is not None and call.talk_ended_at is None:
             call.talk_ended_at = self.clock()
 
     def on_hangup_request(self, msg) -> None:
-        call = self.calls.get(msg.get("Uniqueid", ""))
+        call = self.calls.get(msg.get("Uniqueid", "")) or self._witness(msg)
         if call is not None:
             call.caller_hung_up = True
 
@@ -383,6 +430,13 @@ class Distributor:
         uid = msg.get("Uniqueid", "")
         call = self.calls.pop(uid, None)
         if call is None:
+            seen = self._witness(msg)
+            if seen is not None and seen.ended_at is None:
+                now = self.clock()
+                cause = msg.get("Cause", "")
+                seen.ended_at, seen.cause = now, int(cause) if cause.isdigit() else None
+                self._witness_expiry.append((now + WITNESS_KEPT_S, uid))
+                self._forget_witnessed(now)
             self._agent_leg_ended(msg)
             return
         if call.callback and uid == call.uniqueid:
@@ -653,6 +707,7 @@ class Distributor:
         adopted = ended = 0
         gone: set[str] = set()
         followed_elsewhere: set[str] = set()
+        answered_by: dict[str, str] = {}        # agent -> answered call that ended unfollowed
         for uid, data in zip(uids, hashes):
             if uid in self.calls:
                 continue
@@ -676,12 +731,24 @@ class Distributor:
                     continue
                 log.info("call %s: adopted from node %s", uid, owner)
             call.owner = self.node
+            seen = self.witnessed.pop(uid, None)
+            if seen is not None:
+                # What we saw while its node followed it (and after that node died).
+                call.ring_attempts = max(call.ring_attempts, seen.ring_attempts)
+                call.answered_at = call.answered_at or seen.answered_at
+                call.talk_ended_at = call.talk_ended_at or seen.talk_ended_at
+                call.caller_hung_up = call.caller_hung_up or seen.caller_hung_up
+                if call.answered_at is not None and call.state in ("waiting", "ringing"):
+                    call.state = "talking"
             channel = channels.get(uid)
             if channel is None:
-                # It ended while nobody watched: its record now, from what we knew (ended ~now).
+                # It ended while nobody followed it: its record now, from what we knew or saw.
                 ended += 1
                 gone.add(uid)
-                self._spawn(self._finish(call, now, None))
+                if call.answered_at is not None:
+                    answered_by[call.agent or ""] = uid
+                self._spawn(self._finish(call, seen.ended_at if seen and seen.ended_at else now,
+                                         seen.cause if seen else None))
                 continue
             adopted += 1
             self.calls[uid] = call
@@ -713,6 +780,12 @@ class Distributor:
                 agent.node = self.node              # its call is ours now (adopted)
             if not self.follows(agent) or agent.call in followed_elsewhere:
                 continue
+            if agent.call and answered_by.get(agent.id) == agent.call and \
+                    agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
+                # Its call was answered and ended while nobody followed it: on call, then wrap-up.
+                log.warning("agent %s: call %s was answered and ended unfollowed: wrap-up", agent.id, agent.call)
+                self._spawn(self._answered_unfollowed(agent.id, agent.call))
+                continue
             if agent.state == AgentState.RESERVED and agent.call not in gone and (live is None or live.agent != agent.id):
                 log.warning("agent %s was reserved for %s, which is gone: ready again", agent.id, agent.call)
                 self._spawn(self.free_agent(agent.id))
@@ -723,6 +796,12 @@ class Distributor:
                 self._spawn(self._start_wrapup(agent.id))
         log.info("recovered: %d live call(s) adopted, %d ended meanwhile", adopted, ended)
         self.schedule_routing()
+
+    async def _answered_unfollowed(self, agent_id: str, uid: str) -> None:
+        agent = self.agents.agents.get(agent_id)
+        if agent is not None and agent.state == AgentState.RESERVED:
+            await self._transition(agent_id, AgentState.ON_CALL, call=uid)
+        await self._start_wrapup(agent_id)
 
     async def reconcile_agents(self) -> int:
         """Agent states that no live channel explains are repaired (and logged): reserved or on
@@ -844,6 +923,7 @@ class Distributor:
         agent.state, agent.state_since, agent.call, agent.reason, agent.node = (
             AgentState.RESERVED, decision.at, decision.call, "", follower)
         if follower != self.node:
+            self.handed_out += 1
             log.info("route call %s -> agent %s: %s; node %s rings it", decision.call, agent.id, decision.rule,
                      follower)
             explanation = decision.explain()

@@ -226,9 +226,11 @@ class SimPhone:
     no_answer_share: float = 0.0
     current: Optional["IncomingCall"] = None
     rings: int = 0
+    busy_rejections: int = 0        # a second call while one was on it: the ACD gave it two calls
 
     def ring(self, call: "IncomingCall") -> None:
         if self.current is not None and not self.current.ended.is_set():
+            self.busy_rejections += 1
             call.reject(busy=True)
             return
         self.rings += 1

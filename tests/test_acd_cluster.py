@@ -1,0 +1,167 @@
+"""Two ACD processes at once on one simulated PBX: each call followed by one of them, decisions by
+either (handed to the follower), never one agent for two calls or two agents for one call; and
+when one of them is killed (-9) the other adopts its calls without a restart."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import defaultdict
+
+from acd.agents import TRANSITIONS
+from acd.service import run_acd
+from hotline.embedded import free_port
+from hotline.keys import Keys
+from hotline.model import AgentState
+from hotline.settings import Settings
+from hotline.stores import Stores
+from ivr.service import run_ivr
+from launcher.paths import ASTERISK_CONFIG, SOUNDS
+from pbxsim.scenario import Scenario
+from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
+
+from .test_acd_recovery import start_acd, until
+from .test_call_end_to_end import SPEED, plan, records
+
+AGENTS = ("1001", "1002", "1003", "1004")
+
+
+async def simulator(tmp_path, redis, answer_delay=(0.02, 0.08)):
+    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+                                    agi_url=None, auth_fail_delay=0.01, truth_log=tmp_path / "truth.jsonl"),
+                    Scenario(agents=0, answer_delay_s=answer_delay, seed=7))
+    await sim.start()
+    ivr = await run_ivr(Settings(agi_port=0), redis)
+    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
+    for agent_id in AGENTS:
+        sim.register_phone(agent_id)
+    return sim, ivr, user
+
+
+async def assert_history_is_sound(pool) -> None:
+    """Every agent's recorded states follow the state machine: in particular never reserved
+    again while reserved (two calls for one agent)."""
+    history = defaultdict(list)
+    for row in await pool.fetch("SELECT agent_id, state, call_uniqueid FROM agent_states ORDER BY at, id"):
+        history[row["agent_id"]].append((AgentState(row["state"]), row["call_uniqueid"]))
+    for agent_id, states in history.items():
+        for (before, _), (after, call) in zip(states, states[1:]):
+            assert after in TRANSITIONS[before] or (after == before and after != AgentState.RESERVED), \
+                (agent_id, before, after, call)
+
+
+async def test_two_acd_nodes_share_calls_without_double_assignment(redis, pool, redis_url, pg_url, tmp_path):
+    sim, ivr, user = await simulator(tmp_path, redis)
+    stores = Stores(pg_url, redis_url, pool, redis, embedded=False)
+    common = dict(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port, ami_username=user.username,
+                  ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=0.05, ami_ping_interval_s=5)
+    try:
+        async with run_acd(Settings(acd_node="acd-a", **common), stores) as a, \
+                run_acd(Settings(acd_node="acd-b", **common), stores) as b:
+            await until(lambda: a.cluster.live == b.cluster.live == ("acd-a", "acd-b"), timeout=5)
+            for agent_id in AGENTS:
+                await a.agents.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
+                await a.agents.transition(agent_id, AgentState.READY)
+            # b learns of the agents and their states from a's published changes.
+            await until(lambda: all(b.agents.agents.get(x) and b.agents.agents[x].state == AgentState.READY
+                                    for x in AGENTS))
+            callers = []
+            for i in range(28):
+                callers.append(sim.place_call(plan(number=f"1380000{i:04d}", talk=0.15 + (i % 4) * 0.05)))
+                await asyncio.sleep(0.03)
+            await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 40)
+            for _ in range(200):
+                if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
+                    break
+                await asyncio.sleep(0.05)
+            await a.distributor.wait_idle()
+            await b.distributor.wait_idle()
+            # Both followed calls; decisions crossed between them (a freed agent took the other's caller).
+            assert a.distributor.followed > 0 and b.distributor.followed > 0
+            assert a.distributor.followed + b.distributor.followed == len(callers)
+            assert a.distributor.handed_out + b.distributor.handed_out > 0
+            assert a.distributor.handed_in + b.distributor.handed_in == \
+                a.distributor.handed_out + b.distributor.handed_out
+            await until(lambda: all(a.agents.agents[x].state == b.agents.agents[x].state == AgentState.READY
+                                    for x in AGENTS))
+    finally:
+        await ivr.stop()
+        await sim.stop()
+    # No phone was ever offered a second call while on one.
+    assert sum(phone.busy_rejections for phone in sim.phones.values()) == 0
+    rows = await records(pool)
+    truth = {r["uniqueid"]: r for r in sim.truth.records}
+    assert set(rows) == set(truth) and len(rows) == len(callers)
+    for uid, row in rows.items():
+        assert (row["outcome"], row["agent"]) == (truth[uid]["outcome"], truth[uid]["agent"]) == ("answered", row["agent"])
+    # Each answered call once, each by one agent; every agent's history a valid sequence.
+    reserved = await pool.fetch("SELECT call_uniqueid, count(*) AS n FROM agent_states WHERE state = 'reserved' "
+                                "GROUP BY call_uniqueid")
+    assert all(r["n"] == 1 for r in reserved) and len(reserved) == len(callers)
+    await assert_history_is_sound(pool)
+    assert await redis.zcard(Keys.waiting) == 0 and await redis.scard(Keys.calls) == 0
+
+
+async def test_a_killed_node_s_calls_are_adopted_by_the_other(redis, pool, redis_url, pg_url, tmp_path):
+    """kill -9 of one of two ACD processes while callers ring and wait: the survivor notices the
+    lease run out, adopts them, connects them and records every call once."""
+    sim, ivr, user = await simulator(tmp_path, redis, answer_delay=(0.05, 0.1))
+    sim.pbx.globals["HOTLINE_RING_TIMEOUT"] = "100"      # 5 s at this speed: rings through the crash
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
+               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret, HOTLINE_WRAPUP_S="0.05",
+               HOTLINE_LOG_LEVEL="INFO", HOTLINE_ACD_LEASE_S="1")
+    from acd.agents import AgentDirectory
+    directory = AgentDirectory(redis)
+    for agent_id in AGENTS[:2]:
+        await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
+        await directory.transition(agent_id, AgentState.READY)
+    sim.phones["1002"].answer_delay_s = (1.0, 1.0)     # rings across the kill
+    procs = {}
+    try:
+        for name in ("acd-a", "acd-b"):
+            procs[name] = await start_acd({**env, "HOTLINE_ACD_NODE": name, "HOTLINE_ACD_PORT": str(free_port())},
+                                          tmp_path / f"{name}.log")
+        for _ in range(100):
+            if await redis.zcard(Keys.acd_nodes) == 2:
+                break
+            await asyncio.sleep(0.05)
+        callers = [sim.place_call(plan(number=f"1390000{i:04d}", talk=0.3, patience=30)) for i in range(8)]
+        await until(lambda: sum(c.queued_at is not None for c in callers) >= 6 and sim.phones["1002"].rings >= 1)
+        # Both follow calls in progress (the hash of a Linkedid decides; more callers if it fell one way).
+        while True:
+            owners = {await redis.hget(Keys.call(c.channel.uniqueid), "owner") for c in callers}
+            if {"acd-a", "acd-b"} <= owners or len(callers) >= 16:
+                break
+            callers.append(sim.place_call(plan(number=f"1390000{len(callers):04d}", talk=0.3, patience=30)))
+            await until(lambda: callers[-1].queued_at is not None)
+        assert {"acd-a", "acd-b"} <= owners, owners
+        procs["acd-a"].send_signal(signal.SIGKILL)
+        await procs["acd-a"].wait()
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 40)
+        for _ in range(300):
+            if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 15)
+        await ivr.stop()
+        await sim.stop()
+    assert sum(phone.busy_rejections for phone in sim.phones.values()) == 0
+    rows = await records(pool)
+    truth = {r["uniqueid"]: r for r in sim.truth.records}
+    assert set(rows) == set(truth) and len(rows) == len(callers)
+    for uid, row in rows.items():
+        assert (row["outcome"], row["agent"]) == (truth[uid]["outcome"], truth[uid]["agent"]), uid
+        assert row["outcome"] == "answered", uid
+    log = (tmp_path / "acd-b.log").read_text()
+    assert "adopted from node acd-a" in log
+    await assert_history_is_sound(pool)
+    states = {r["agent_id"]: r["state"] for r in await pool.fetch(
+        "SELECT DISTINCT ON (agent_id) agent_id, state FROM agent_states ORDER BY agent_id, at DESC, id DESC")}
+    assert states == {"1001": "ready", "1002": "ready"}
