@@ -82,6 +82,7 @@ class LiveCall:
     overflowed_from: str = ""          # the queue it overflowed from (queues.yaml overflow)
     callback: str = ""                 # number to call back: the caller hung up, keeping the place
     leg: str = ""                      # uniqueid of the call-back leg placed to the caller
+    callback_tries: int = 0            # call backs placed that the caller did not answer
     owner: str = ""                    # the ACD node following the call (acd/cluster.py)
 
     def to_redis(self) -> dict[str, str]:
@@ -96,7 +97,7 @@ class LiveCall:
                    data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
                    data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"),
                    data.get("offer", ""), data.get("overflowed_from", ""), data.get("callback", ""),
-                   data.get("leg", ""), data.get("owner", ""))
+                   data.get("leg", ""), int(data.get("callback_tries") or 0), data.get("owner", ""))
 
 
 @dataclass
@@ -563,6 +564,11 @@ class Distributor:
             survey = rating.get("score") if rating.get("score") in SURVEY_SCORES else None
         except (ValueError, OSError, RedisError, AttributeError) as exc:
             log.warning("call %s: IVR path unreadable: %s", call.uniqueid, exc)
+        if call.callback:
+            # The call back, as ops will ask about it: how many calls it took, answered or not.
+            ivr_path = dict(ivr_path) if isinstance(ivr_path, dict) else {}
+            ivr_path["callback"] = {"attempts": call.callback_tries + (1 if call.answered_at else 0),
+                                    "answered": call.answered_at is not None}
         record = CallRecord(
             uniqueid=call.uniqueid, linkedid=call.linkedid, line=call.line, caller_id=call.caller or None,
             arrived_at=call.arrived_at, queued_at=call.queued_at, answered_at=call.answered_at,
@@ -741,6 +747,23 @@ class Distributor:
                 if call.answered_at is not None and call.state in ("waiting", "ringing"):
                     call.state = "talking"
             channel = channels.get(uid)
+            if channel is None and call.callback and call.answered_at is None:
+                # Virtual hold: the caller hung up to be called back. Still owed a call back (its
+                # place kept), or its call-back leg is in progress.
+                leg = channels.get(call.leg) if call.leg not in ("", "pending") else None
+                if leg is not None or call.leg in ("", "pending"):
+                    adopted += 1
+                    self.calls[uid] = call
+                    if leg is not None:
+                        call.channel = leg.get("Channel", "")
+                        self.calls[call.leg] = call
+                        await self._adopt(call, leg, now)
+                    else:
+                        log.info("call %s: still owed a call back: back in its place", uid)
+                        call.leg, call.channel, call.agent = "", "", None
+                        self._enqueue(call, {"Queue": call.queue or "", "Skills": call.skills,
+                                             "CallPriority": str(call.priority)})
+                    continue
             if channel is None:
                 # It ended while nobody followed it: its record now, from what we knew or saw.
                 ended += 1
@@ -1047,10 +1070,37 @@ class Distributor:
                 ("Variable", f"HOTLINE_SKILLS={call.skills}"), ("Variable", f"HOTLINE_PRIORITY={call.priority}")],
                 timeout=self.callback_ring_s + 10)
         except (AMIActionError, AMIError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("call %s: call back to %s failed (%s); the call ends", call.uniqueid, call.callback, exc)
+            await self._call_back_failed(call, agent_id, exc)
+
+    async def _call_back_failed(self, call: LiveCall, agent_id: str, exc: Exception) -> None:
+        """Not answered (or not placed): the reserved agent is free again; the caller keeps the place
+        and is called again after ``callback_retry_s``, up to ``callback_attempts`` calls in all."""
+        call.callback_tries += 1
+        call.leg, call.agent, call.state = "", None, "waiting"
+        rules = self.router.queues.get(call.queue or self.default_queue)
+        agent = self.agents.agents.get(agent_id)
+        if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+            await self._transition(agent_id, AgentState.READY)
+        if call.callback_tries >= rules.callback_attempts:
+            log.warning("call %s: call back %d of %d failed (%s); the call ends", call.uniqueid,
+                        call.callback_tries, rules.callback_attempts, exc)
             self.calls.pop(call.uniqueid, None)
-            call.state = "waiting"
             await self._finish(call, self.clock(), None)
+            return
+        log.info("call %s: call back %d of %d failed (%s); again in %gs, same place", call.uniqueid,
+                 call.callback_tries, rules.callback_attempts, exc, rules.callback_retry_s)
+        try:
+            await self._save_call(call)
+        except (RedisError, OSError):
+            pass
+        asyncio.get_running_loop().call_later(rules.callback_retry_s, self._call_back_again, call.uniqueid)
+
+    def _call_back_again(self, uniqueid: str) -> None:
+        call = self.calls.get(uniqueid)
+        if call is None or not call.callback or call.leg or uniqueid in self.waiting:
+            return
+        # Back in its place: the first queue time is kept.
+        self._enqueue(call, {"Queue": call.queue or "", "Skills": call.skills, "CallPriority": str(call.priority)})
 
     def _callback_answered(self, msg) -> None:
         call = self.calls.get(msg.get("Of", ""))

@@ -27,6 +27,8 @@ Queue experience (all optional, per queue or under ``default``)::
         overflow: backup           # move to the backup group's queue (keeps its place in time)
         overflow_skills: "mandarin:1"   # and require these skills there instead (optional)
         offer: [callback, message] # or offer the caller a callback that keeps the place, or a message
+        callback_attempts: 3       # a call back the caller does not answer is tried again ...
+        callback_retry_s: 120      # ... this long after, keeping the place (defaults shown)
 
 and, for the whole hotline, returning callers (off unless enabled)::
 
@@ -92,6 +94,8 @@ class QueueConfig:
     overflow: Optional[str] = None
     overflow_skills: Optional[str] = None
     offer: tuple[str, ...] = ()
+    callback_attempts: int = 3
+    callback_retry_s: float = 120.0
 
     @property
     def limited(self) -> bool:
@@ -216,9 +220,10 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
     if not isinstance(raw, dict):
         fail(where, "must be a mapping (strategy, expand)")
     for key in raw:
-        if key not in ("strategy", "expand", "max_wait_s", "max_length", "overflow", "overflow_skills", "offer"):
+        if key not in ("strategy", "expand", "max_wait_s", "max_length", "overflow", "overflow_skills", "offer",
+                       "callback_attempts", "callback_retry_s"):
             fail(f"{where}.{key}", "unknown key (expected strategy, expand, max_wait_s, max_length, overflow, "
-                                   "overflow_skills or offer)")
+                                   "overflow_skills, offer, callback_attempts or callback_retry_s)")
     strategy = raw.get("strategy", "longest_idle")
     if strategy not in STRATEGIES:
         fail(f"{where}.strategy", f"must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
@@ -282,5 +287,11 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
         fail(f"{where}.offer", "must be a list of: callback, message")
     if overflow and offer:
         fail(where, "give overflow or offer, not both")
+    attempts = raw.get("callback_attempts", 3)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+        fail(f"{where}.callback_attempts", "must be a whole number, 1..10")
+    retry = raw.get("callback_retry_s", 120)
+    if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 < retry <= 86400:
+        fail(f"{where}.callback_retry_s", "must be a number of seconds, more than 0 and at most 86400")
     return QueueConfig(name, strategy, tuple(steps), None if max_wait is None else float(max_wait), max_length,
-                       overflow, overflow_skills, tuple(offer))
+                       overflow, overflow_skills, tuple(offer), attempts, float(retry))

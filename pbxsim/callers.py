@@ -75,6 +75,7 @@ class SimCaller:
     first_uniqueid: Optional[str] = None         # the call's first channel (a call back is another one)
     waiting_for_callback: bool = False
     was_called_back: bool = False
+    callbacks_let_go: int = 0
     _next_say: Optional[str] = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
@@ -160,12 +161,22 @@ class SimCaller:
         elif event == "BridgeLeave" and self.talk_ended_at is None:
             self.talk_ended_at = self.pbx.now()
         elif event == "Hangup":
-            if self.waiting_for_callback and channel is self.channel and not self.was_called_back:
-                return          # hung up to wait for the call back, which keeps the place
+            if self.waiting_for_callback and not self.was_called_back:
+                return          # hung up to wait for the call back (or let one ring out): still waiting
             self._finished()
 
     def called_back(self, call) -> None:
-        """The hotline calls back (Originate over the trunk): answer it, talk as planned."""
+        """The hotline calls back (Originate over the trunk): answer it, talk as planned (or, as
+        planned, let it ring out and wait for the next one, or give up)."""
+        if self.callbacks_let_go < self.plan.callbacks_unanswered:
+            self.callbacks_let_go += 1
+            if self.callbacks_let_go < self.plan.callbacks_unanswered or self.plan.answers_callback:
+                self.pbx.trunk_callees[self.plan.number] = self       # ready for the next one
+            else:
+                self.first_uniqueid = self.first_uniqueid or (self.channel.uniqueid if self.channel else None)
+                self.waiting_for_callback = False
+                self._finished()
+            return
         self.waiting_for_callback = False
         self.was_called_back = True
         self.first_uniqueid = self.first_uniqueid or (self.channel.uniqueid if self.channel else None)

@@ -97,6 +97,8 @@ class CallerPlan:
     agent_hangs_up: bool
     reaction_s: float
     queue_choice: Optional[str] = None           # at the queue's offer: "callback" (key 1) or "message" (2)
+    callbacks_unanswered: int = 0                # call backs let ring out before answering one
+    answers_callback: bool = True                # False: after those, gives up (abandoned in the queue)
 
     @classmethod
     def draw(cls, scenario: Scenario, rng: random.Random) -> "CallerPlan":

@@ -118,3 +118,59 @@ async def test_agent_state_no_channel_explains_is_repaired(redis, pool, redis_ur
         assert await acd.distributor.reconcile_agents() == 2
         await until(lambda: {a.state for a in acd.agents.agents.values()} == {AgentState.READY})
         assert await acd.distributor.reconcile_agents() == 0
+
+
+async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tmp_path):
+    """A caller who hung up to be called back keeps the place across kill -9 of the ACD: the new
+    process calls them back when the agent is free; one record, answered."""
+    from dataclasses import replace
+
+    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
+    await sim.start()
+    sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
+    ivr = await run_ivr(Settings(agi_port=0), redis)
+    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
+    sim.register_phone("1001")
+    directory = AgentDirectory(redis)
+    await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
+    await directory.transition("1001", AgentState.READY)
+    rules = tmp_path / "queues.yaml"
+    rules.write_text("queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
+               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
+               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
+               HOTLINE_ACD_QUEUES_FILE=str(rules))
+    proc = await start_acd(env, tmp_path / "acd.log")
+    try:
+        busy = sim.place_call(plan(number="13800000001", talk=6.0))
+        await until(lambda: busy.answered_at is not None)
+        keeper = sim.place_call(replace(plan(number="13800000002", patience=30, talk=0.3), queue_choice="callback"))
+        await until(lambda: keeper.waiting_for_callback and not keeper.channel.alive, timeout=5)
+        uid = keeper.channel.uniqueid
+        for _ in range(100):                         # the ACD has it on record as owed a call back
+            if await redis.hget(Keys.call(uid), "callback"):
+                break
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        proc = await start_acd(env, tmp_path / "acd.log")
+        await asyncio.wait_for(asyncio.gather(busy.done.wait(), keeper.done.wait()), 20)
+        for _ in range(200):
+            if await pool.fetchval("SELECT count(*) FROM calls") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await ivr.stop()
+        await sim.stop()
+    assert keeper.was_called_back
+    rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
+    assert len(rows) == 2
+    kept = rows[uid]
+    assert (kept["outcome"], kept["agent"]) == ("answered", "1001")
+    assert "still owed a call back" in (tmp_path / "acd.log").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -74,6 +75,50 @@ async def test_callback_keeps_the_place_and_connects_the_agent(redis, pool, redi
     truth = {r["uniqueid"]: r for r in sim.truth.records}[keeper.first_uniqueid]
     assert truth["outcome"] == "answered" and truth["agent"] == "1001"
     assert kept["wait_s"] == pytest.approx(truth["wait_s"], abs=0.15)
+
+
+async def test_unanswered_call_back_is_tried_again_in_the_same_place(redis, pool, redis_url, pg_url, tmp_path):
+    rules = queues_file(tmp_path, "queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n"
+                                  "    callback_attempts: 3\n    callback_retry_s: 0.3\n")
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, acd_queues_file=rules) as (sim, acd):
+        sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
+        busy = sim.place_call(plan(number="13800000001", talk=2.5))
+        await until(lambda: busy.answered_at is not None)
+        keeper = sim.place_call(replace(plan(number="13800000002", patience=20, talk=0.3, queue_choice="callback"),
+                                        callbacks_unanswered=1))
+        await until(lambda: keeper.waiting_for_callback and not keeper.channel.alive)
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in (busy, keeper))), 20)
+    assert keeper.callbacks_let_go == 1 and keeper.was_called_back
+    row = (await records(pool))[keeper.first_uniqueid]
+    assert (row["outcome"], row["agent"]) == ("answered", "1001")
+    assert ivr_path(row)["callback"] == {"attempts": 2, "answered": True}
+    # The agent reserved for the call back nobody answered was free again at once (not "no answer").
+    states = [(r["state"], r["reason"]) for r in await pool.fetch(
+        "SELECT state, reason FROM agent_states WHERE agent_id = '1001' AND call_uniqueid IS NULL "
+        "AND state IN ('ready', 'not_ready') ORDER BY at")]
+    assert ("not_ready", "no_answer") not in states
+
+
+async def test_call_back_never_answered_ends_after_the_attempts(redis, pool, redis_url, pg_url, tmp_path):
+    rules = queues_file(tmp_path, "queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n"
+                                  "    callback_attempts: 2\n    callback_retry_s: 0.2\n")
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, acd_queues_file=rules) as (sim, acd):
+        sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
+        busy = sim.place_call(plan(number="13800000001", talk=2.5))
+        await until(lambda: busy.answered_at is not None)
+        keeper = sim.place_call(replace(plan(number="13800000002", patience=20, talk=0.3, queue_choice="callback"),
+                                        callbacks_unanswered=2, answers_callback=False))
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in (busy, keeper))), 20)
+        for _ in range(100):
+            if keeper.first_uniqueid in await records(pool):
+                break
+            await asyncio.sleep(0.05)
+        await until(lambda: acd.agents.get("1001").state.value == "ready")
+    row = (await records(pool))[keeper.first_uniqueid]
+    truth = {r["uniqueid"]: r for r in sim.truth.records}[keeper.first_uniqueid]
+    assert (row["outcome"], row["abandoned_in"]) == (truth["outcome"], truth["abandoned_in"]) == ("abandoned", "queue")
+    assert ivr_path(row)["callback"] == {"attempts": 2, "answered": False}
+    assert row["agent"] is None
 
 
 async def test_message_left_past_the_limit_is_kept_with_the_call(redis, pool, redis_url, pg_url, tmp_path):
