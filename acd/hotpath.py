@@ -8,9 +8,10 @@ written together and answered in order (Redis answers in order), the script load
 ``TimeoutError``, ``ResponseError``), so callers handle them as before; a lost connection fails
 the requests in flight (not retried: a script may have run) and the next request reconnects.
 
-Only for plain TCP with optional password and database (what the hotline uses); anything
-else (TLS, Unix sockets, credential providers) or no hiredis: :func:`open_lane` returns None
-and the router keeps using redis-py.
+Only for plain TCP or a Unix socket (``unix://`` URLs: a Redis on the same host, about half the
+kernel's cost per round trip) with optional password and database; anything else (TLS,
+credential providers) or no hiredis: :func:`open_lane` returns None and the router keeps
+using redis-py.
 """
 from __future__ import annotations
 
@@ -158,8 +159,9 @@ class _Protocol(asyncio.Protocol):
 class Lane:
     def __init__(self, host: str, port: int, *, db: int = 0, username: Optional[str] = None,
                  password: Optional[str] = None, timeout: Optional[float] = None,
-                 connect_timeout: Optional[float] = None) -> None:
+                 connect_timeout: Optional[float] = None, path: Optional[str] = None) -> None:
         self.host, self.port, self.db = host, port, db
+        self.path = path                      # a Unix socket instead of host:port
         self.username, self.password = username, password
         self.timeout = timeout
         self.connect_timeout = connect_timeout or 5.0
@@ -170,10 +172,14 @@ class Lane:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         try:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port), self.connect_timeout)
+            if self.path:
+                connecting = loop.create_unix_connection(lambda: _Protocol(self.timeout), self.path)
+            else:
+                connecting = loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port)
+            _, proto = await asyncio.wait_for(connecting, self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            raise RedisConnectionError(f"cannot connect to Redis at {self.host}:{self.port}: "
+            where = self.path or f"{self.host}:{self.port}"
+            raise RedisConnectionError(f"cannot connect to Redis at {where}: "
                                        f"{str(exc) or type(exc).__name__}") from None
         self._proto, self._loop = proto, loop
         hello = []
@@ -238,16 +244,19 @@ def open_lane(redis) -> Optional[Lane]:
     if hiredis is None:
         return None
     try:
-        from redis.asyncio.connection import Connection
+        from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
         pool = redis.connection_pool
-        if pool.connection_class is not Connection:
+        if pool.connection_class not in (Connection, UnixDomainSocketConnection):
             return None
         kw = pool.connection_kwargs
         if kw.get("credential_provider") is not None or int(kw.get("protocol") or 2) != 2:
             return None
+        path = kw.get("path") if pool.connection_class is UnixDomainSocketConnection else None
+        if pool.connection_class is UnixDomainSocketConnection and not path:
+            return None
         return Lane(kw.get("host") or "localhost", int(kw.get("port") or 6379), db=int(kw.get("db") or 0),
                     username=kw.get("username"), password=kw.get("password"), timeout=kw.get("socket_timeout"),
-                    connect_timeout=kw.get("socket_connect_timeout"))
+                    connect_timeout=kw.get("socket_connect_timeout"), path=path)
     except (AttributeError, TypeError, ValueError):
         return None

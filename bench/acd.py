@@ -216,8 +216,26 @@ async def check(url: str, claims: list[tuple[str, str, str]]) -> int:
     return doubles
 
 
+async def redis_cpu(url: str, reset: bool = False) -> dict[str, float]:
+    """redis-server's own CPU seconds and its per-script cost (INFO), to see who limits a run."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url, decode_responses=True)
+    try:
+        if reset:
+            await redis.config_resetstat()
+        cpu = await redis.info("cpu")
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    evalsha = stats.get("cmdstat_evalsha") or {}
+    return {"cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+            "script_calls": int(evalsha.get("calls", 0)), "script_usec": float(evalsha.get("usec", 0))}
+
+
 def run_routing(url: str, ids: list[str], processes: int, duration: float, concurrency: int,
                 seed: int) -> dict[str, Any]:
+    before = asyncio.run(redis_cpu(url, reset=True))
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     shares = [ids[i::processes] for i in range(processes)]
@@ -228,6 +246,7 @@ def run_routing(url: str, ids: list[str], processes: int, duration: float, concu
     outs = [results.get(timeout=duration + 120) for _ in procs]
     for proc in procs:
         proc.join()
+    after = asyncio.run(redis_cpu(url))
     latencies = [x for out in outs for x in out["latencies"]]
     claims = [c for out in outs for c in out["claims"]]
     doubles = asyncio.run(check(url, claims))
@@ -243,6 +262,10 @@ def run_routing(url: str, ids: list[str], processes: int, duration: float, concu
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
         "double_assignments": doubles,
         "bucket_list_reloads": sum(out["stale_retries"] for out in outs),
+        # Where the time goes: redis-server's CPU over the run (1.0 = one core busy throughout)
+        # and the mean cost of one routing script inside it (offers and arrivals alike).
+        "redis_cpu_share": round((after["cpu_s"] - before["cpu_s"]) / elapsed, 2),
+        "redis_script_us": round(after["script_usec"] / after["script_calls"], 1) if after["script_calls"] else 0,
     }
 
 
@@ -336,6 +359,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--pbx-callers", type=int, default=400)
     parser.add_argument("--no-pbx", action="store_true", help="skip the free-to-ring measurement")
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--transport", default="tcp,unix",
+                        help="how the ACD processes reach redis-server: tcp (loopback), unix (its socket), "
+                             "or both, side by side (default)")
     args = parser.parse_args(argv)
     if args.processes is not None and not 1 <= args.processes <= 16:
         parser.error("--processes must be 1..16")
@@ -353,16 +379,31 @@ def main(argv: Optional[list[str]] = None) -> None:
     _run(start())
     try:
         runs = []
-        for processes in ([args.processes] if args.processes else [1, 2]):
-            ids = _run(populate(server.url, args.agents, args.waiting, args.seed))
-            run = run_routing(server.url, ids, processes, args.duration, args.concurrency, args.seed)
-            print(f"processes={processes}: {run['decisions_per_s']} decisions/s "
-                  f"({run['decisions_per_s_per_process']} per process), p50 {run['p50_ms']} ms, "
-                  f"p99 {run['p99_ms']} ms, double assignments {run['double_assignments']}",
-                  file=sys.stderr, flush=True)
-            runs.append(run)
+        transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+        if not transports or set(transports) - {"tcp", "unix"}:
+            parser.error("--transport: tcp, unix or tcp,unix")
+        for transport in transports:
+            for processes in ([args.processes] if args.processes else [1, 2]):
+                url = server.unix_url if transport == "unix" else server.url
+                ids = _run(populate(url, args.agents, args.waiting, args.seed))
+                run = {"transport": transport,
+                       **run_routing(url, ids, processes, args.duration, args.concurrency, args.seed)}
+                print(f"{transport} processes={processes}: {run['decisions_per_s']} decisions/s "
+                      f"({run['decisions_per_s_per_process']} per process), p50 {run['p50_ms']} ms, "
+                      f"p99 {run['p99_ms']} ms, double assignments {run['double_assignments']}, "
+                      f"redis-server CPU {run['redis_cpu_share']} core(s), {run['redis_script_us']} us/script",
+                      file=sys.stderr, flush=True)
+                runs.append(run)
+        # The headline: the most processes, over TCP when it ran (a Redis on another host), the
+        # Unix socket's figures beside it; every run in "runs".
+        most = max(r["processes"] for r in runs)
+        headline = next((r for r in runs if r["processes"] == most and r["transport"] == "tcp"), runs[-1])
         result: dict[str, Any] = {"agents": args.agents, "waiting": args.waiting, "skills": len(SKILLS),
-                                  **runs[-1], "runs": runs}
+                                  **headline, "runs": runs}
+        unix = next((r for r in runs if r["processes"] == most and r["transport"] == "unix"), None)
+        if unix is not None and unix is not headline:
+            result.update(unix_decisions_per_s_per_process=unix["decisions_per_s_per_process"],
+                          unix_p50_ms=unix["p50_ms"], unix_p99_ms=unix["p99_ms"])
         result["double_assignments"] = sum(r["double_assignments"] for r in runs)
         if not args.no_pbx:
             result.update(_run(free_to_ring(server.url, args.pbx_agents, args.pbx_callers, args.seed)))

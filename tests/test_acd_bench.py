@@ -17,3 +17,7 @@ def test_bench_acd_small(capsys):
     assert result["decisions"] > 0 and result["assignments"] > 0
     assert result["double_assignments"] == 0
     assert result["pbx_answered"] == 30 and result["free_to_ring_samples"] > 0
+    # TCP and the Unix socket side by side; the headline is the TCP run.
+    assert [(r["transport"], r["processes"]) for r in result["runs"]] == [("tcp", 2), ("unix", 2)]
+    assert result["transport"] == "tcp" and len(result["unix_decisions_per_s_per_process"]) == 2
+    assert all(r["double_assignments"] == 0 and r["redis_script_us"] > 0 for r in result["runs"])

@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from acd.agents import AgentDirectory
 from acd.queues import DEFAULT_QUEUES_FILE, QueueBook, QueueConfigError
@@ -374,9 +375,36 @@ async def test_lean_connection_times_out_and_falls_back_where_it_cannot_serve():
         await server.wait_closed()
     with pytest.raises(RedisConnectionError):
         await Lane("127.0.0.1", port, connect_timeout=1).execute(pack("PING"))
-    unix = Redis.from_url("unix:///tmp/nosuch.sock")
-    assert open_lane(unix) is None and Router(unix).lane is None
-    await unix.aclose()
+    ssl = Redis.from_url("rediss://127.0.0.1:1/0")              # TLS: the lane cannot serve it
+    assert open_lane(ssl) is None and Router(ssl).lane is None
+    await ssl.aclose()
+
+
+async def test_lean_connection_over_a_unix_socket(tmp_path):
+    """A Redis on the same host over its Unix socket: the lane speaks it too (and the routing
+    scripts give the same answers there)."""
+    from acd.hotpath import open_lane, pack
+    from hotline.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    await server.start()
+    client = Redis.from_url(server.unix_url, decode_responses=True)
+    try:
+        lane = open_lane(client)
+        assert lane is not None and lane.path == str(server.socket_path)
+        assert await lane.execute(pack("PING")) == "PONG"
+        await lane.aclose()
+        clock = Clock()
+        directory = await floor(client, clock, [("1001", {"mandarin": 5})])
+        await directory.transition("1001", AgentState.READY)
+        router = Router(client, QUEUES, clock=clock)
+        assert router.lane is not None
+        decision = await router.arrive(call("a", clock.now, {"mandarin": 1}))
+        assert decision is not None and decision.agent == "1001"
+        await router.aclose()
+    finally:
+        await client.aclose()
+        await server.stop()
 
 
 async def test_agents_freed_at_once_are_offered_in_order_in_one_round_trip(redis):
