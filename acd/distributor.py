@@ -21,7 +21,7 @@ from hotline.keys import Keys
 from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, SkillError, parse_skills, valid_name
 
 from .agents import AgentDirectory, AgentError, outbox_row
-from .cluster import Cluster
+from .cluster import Cluster, node_channel
 from .queues import QueueBook
 from .router import AgentChanged, Decision, Router, WaitingCall
 
@@ -267,7 +267,17 @@ class Distributor:
         self._spawn(adopt())
 
     def on_handoff(self, event: dict[str, Any]) -> None:
-        """Another node's routing script reserved an agent for a call this node follows: ring it."""
+        """Another node's routing script reserved an agent for a call this node follows: ring it
+        (or another node extended the wrap-up this node times)."""
+        if event.get("type") == "wrapup":
+            agent_id = str(event.get("agent", ""))
+            try:
+                until = float(event.get("until"))
+            except (TypeError, ValueError):
+                return
+            if agent_id in self._wrapup_until:
+                self._wrapup_until[agent_id] = max(self._wrapup_until[agent_id], until)
+            return
         uid, agent_id = str(event.get("call", "")), str(event.get("agent", ""))
         try:
             at = float(event.get("at"))
@@ -398,6 +408,8 @@ class Distributor:
         agent = self.agents.agents.get(agent_id)
         if agent is None or agent.state != AgentState.RESERVED or agent.call != call.uniqueid:
             return
+        if call.agent != agent_id:
+            return      # already handled: DialEnd and HotlineRingNoAnswer both report the same miss
         call.agent, call.state = None, "waiting"
         self._spawn(self._transition(agent_id, AgentState.NOT_READY, reason="no_answer"))
 
@@ -489,18 +501,31 @@ class Distributor:
         team = agent.team if agent is not None else ""
         return self.router.queues.wrapup_s.get(team, self.wrapup_s)
 
-    def extend_wrapup(self, agent_id: str, seconds: float) -> float:
-        """The agent needs longer to finish the ticket: push the end of wrap-up back."""
+    async def extend_wrapup(self, agent_id: str, seconds: float) -> float:
+        """The agent needs longer to finish the ticket: push the end of wrap-up back (also when
+        another node times this wrap-up: the end is in Redis and that node is told)."""
         agent = self.agents.get(agent_id)
-        if agent.state != AgentState.WRAPUP or agent_id not in self._wrapup_until:
+        local = agent_id in self._wrapup_until
+        if agent.state != AgentState.WRAPUP or not (local or self.alive(agent.node)):
             raise AgentError(f"agent {agent_id} is {agent.state.value}, not in wrap-up")
-        self._wrapup_until[agent_id] += seconds
-        return self._wrapup_until[agent_id]
+        if not await self.redis.hexists(Keys.agent(agent_id), "wrapup_until"):
+            raise AgentError(f"agent {agent_id}: wrap-up end not known yet; try again")
+        until = float(await self.redis.hincrbyfloat(Keys.agent(agent_id), "wrapup_until", seconds))
+        if local:
+            self._wrapup_until[agent_id] = max(self._wrapup_until[agent_id], until)
+        else:
+            await self.redis.publish(node_channel(agent.node), json.dumps(
+                {"type": "wrapup", "agent": agent_id, "until": until}))
+        return until
 
     async def _start_wrapup(self, agent_id: str) -> None:
         await self._transition(agent_id, AgentState.WRAPUP)
         since = self.agents.get(agent_id).state_since
         self._wrapup_until[agent_id] = since + self.wrapup_for(agent_id)
+        try:
+            await self.redis.hset(Keys.agent(agent_id), "wrapup_until", repr(self._wrapup_until[agent_id]))
+        except (RedisError, OSError):
+            pass                            # only extensions asked of other nodes need it
         try:
             while True:
                 left = self._wrapup_until[agent_id] - self.clock()

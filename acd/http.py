@@ -188,7 +188,7 @@ async def _state_change(request: web.Request, action: str) -> web.Response:
             seconds = body.get("seconds", 30)
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
                 raise AgentError("seconds must be a number, 0..3600")
-            until = dist.extend_wrapup(agent_id, float(seconds))
+            until = await dist.extend_wrapup(agent_id, float(seconds))
             return web.json_response({**_agent_json(agent), "wrapup_until": until})
     except AgentError as exc:
         return _error(409, str(exc))

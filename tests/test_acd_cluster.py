@@ -165,3 +165,37 @@ async def test_a_killed_node_s_calls_are_adopted_by_the_other(redis, pool, redis
     states = {r["agent_id"]: r["state"] for r in await pool.fetch(
         "SELECT DISTINCT ON (agent_id) agent_id, state FROM agent_states ORDER BY agent_id, at DESC, id DESC")}
     assert states == {"1001": "ready", "1002": "ready"}
+
+
+async def test_wrap_up_extended_through_the_other_node(redis, pool, redis_url, pg_url, tmp_path):
+    """The desktop may reach any node's API: a wrap-up timed by one node is extended through the other."""
+    sim, ivr, user = await simulator(tmp_path, redis)
+    stores = Stores(pg_url, redis_url, pool, redis, embedded=False)
+    common = dict(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port, ami_username=user.username,
+                  ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=1.0, ami_ping_interval_s=5)
+    try:
+        async with run_acd(Settings(acd_node="acd-a", **common), stores) as a, \
+                run_acd(Settings(acd_node="acd-b", **common), stores) as b:
+            await until(lambda: a.cluster.live == b.cluster.live == ("acd-a", "acd-b"), timeout=5)
+            await a.agents.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
+            await a.agents.transition("1001", AgentState.READY)
+            await until(lambda: b.agents.agents.get("1001") and b.agents.agents["1001"].state == AgentState.READY)
+            caller = sim.place_call(plan(number="13800000001", talk=0.2))
+            await asyncio.wait_for(caller.done.wait(), 15)
+            await until(lambda: a.agents.agents["1001"].state == b.agents.agents["1001"].state == AgentState.WRAPUP)
+            timing, other = (a, b) if "1001" in a.distributor._wrapup_until else (b, a)
+            assert "1001" not in other.distributor._wrapup_until
+            started = timing.distributor._wrapup_until["1001"] - 1.0
+            until_ = await other.distributor.extend_wrapup("1001", 1.0)
+            assert abs(until_ - (started + 2.0)) < 0.01
+            await until(lambda: timing.distributor._wrapup_until.get("1001") == until_, timeout=2)
+            await until(lambda: a.agents.agents["1001"].state == AgentState.READY, timeout=5)
+    finally:
+        await ivr.stop()
+        await sim.stop()
+    rows = await pool.fetch("SELECT state, extract(epoch from at) AS at FROM agent_states WHERE agent_id = '1001' "
+                            "ORDER BY at, id")
+    states = [(r["state"], float(r["at"])) for r in rows]
+    wrapup = next(at for state, at in states if state == "wrapup")
+    ready_again = next(at for state, at in states if state == "ready" and at > wrapup)
+    assert ready_again - wrapup >= 1.95
