@@ -23,15 +23,9 @@ from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, Skil
 from .agents import AgentDirectory, AgentError, outbox_row
 from .cluster import Cluster, node_channel
 from .queues import QueueBook
-from .router import AgentChanged, Decision, Router, WaitingCall
+from .router import RETURNING_QUEUE, AgentChanged, Decision, Router, WaitingCall, preference_skill
 
-__all__ = ["Distributor", "LiveCall", "preference_skill"]
-
-
-def preference_skill(agent_id: str) -> str:
-    """The requirement of a returning caller's own bucket: only this agent is offered it (acd/queues.yaml
-    ``returning``); no agent has the skill, so only an offer made for this agent can see the bucket."""
-    return f"prefer-agent-{agent_id}"
+__all__ = ["Distributor", "LiveCall"]
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +151,6 @@ class Distributor:
         self._unsent: list[str] = []                    # finished records Redis could not take yet
         self._resend: Optional[asyncio.Task] = None
         self.callback_ring_s = 30.0                     # how long a call back rings the caller
-        self._preferred: dict[str, set[str]] = {}       # agent -> returning callers waiting for it
         self.witnessed: dict[str, Witnessed] = {}      # callers another node follows (by uniqueid)
         self._witness_expiry: list[tuple[float, str]] = []
         self.followed = 0                               # calls this node followed from their start
@@ -552,11 +545,9 @@ class Distributor:
             log.warning("%s", exc)
             return
         try:
-            skills = self.agents.get(agent_id).skills
-            if self._preferred.get(agent_id):
-                # A returning caller waits for this agent: their own bucket, in the same script.
-                skills = {preference_skill(agent_id): 1}
-            decision = await self.router.offer(agent_id, skills, now, becoming_ready=step)
+            # (A returning caller waiting for this agent is taken first, in the same script.)
+            decision = await self.router.offer(agent_id, self.agents.get(agent_id).skills, now,
+                                               becoming_ready=step)
         except AgentChanged as exc:
             # Another node (or request) changed the agent since our copy: check again with Redis's.
             log.info("%s; ready checked again", exc)
@@ -567,8 +558,6 @@ class Distributor:
             await self._transition(agent_id, AgentState.READY)      # kept in memory, saved later
             return
         self.agents.became_ready(agent_id, now)
-        if decision is None and skills is not self.agents.get(agent_id).skills:
-            self.offer_agent(agent_id)              # nobody for it there: the usual calls
         if decision is not None:
             await self._assigned(decision)
 
@@ -929,12 +918,7 @@ class Distributor:
         if agent is None or agent.state != AgentState.READY:
             return
         try:
-            decision = None
-            if self._preferred.get(agent_id):
-                # Returning callers waiting for this very agent first (their own bucket).
-                decision = await self.router.offer(agent_id, {preference_skill(agent_id): 1})
-            if decision is None:
-                decision = await self.router.offer(agent_id, agent.skills)
+            decision = await self.router.offer(agent_id, agent.skills)
         except (RedisError, OSError) as exc:
             log.warning("agent %s: routing failed (%s); again when Redis answers", agent_id, exc)
             self._redis_failed()
@@ -982,8 +966,6 @@ class Distributor:
                 log.warning("agent %s: reservation history not saved (%s)", agent.id, exc)
             return
         waiting = self.waiting.pop(decision.call, None)
-        for waiting_for in self._preferred.values():
-            waiting_for.discard(decision.call)
         live = self.calls.get(decision.call)
         if live is not None:
             live.state, live.agent = "ringing", agent.id
@@ -1152,11 +1134,11 @@ class Distributor:
             if self.waiting.get(call.uniqueid) is waiting:
                 await self._save_waiting(call, waiting)
             return
-        own = WaitingCall(call.uniqueid, call.channel, waiting.queue, {preference_skill(agent.id): 1},
+        # Its own bucket, which every node's offer for that agent looks at first (acd/router.py).
+        own = WaitingCall(call.uniqueid, call.channel, RETURNING_QUEUE, {preference_skill(agent.id): 1},
                           waiting.priority, waiting.queued_at)
         self.waiting[call.uniqueid] = own
         call.bucket = own.bucket
-        self._preferred.setdefault(agent.id, set()).add(call.uniqueid)
         log.info("call %s: returning caller, waits up to %gs for agent %s", call.uniqueid, rules.wait_s, agent.id)
         asyncio.get_running_loop().call_later(rules.wait_s, self._preference_over, call.uniqueid, own, waiting)
         await self._save_waiting(call, own)
@@ -1164,8 +1146,6 @@ class Distributor:
             self.offer_agent(agent.id)
 
     def _preference_over(self, uniqueid: str, own: WaitingCall, usual: WaitingCall) -> None:
-        for waiting_for in self._preferred.values():
-            waiting_for.discard(uniqueid)
         call = self.calls.get(uniqueid)
         if call is None or self.waiting.get(uniqueid) is not own:
             return

@@ -49,7 +49,8 @@ from .cluster import node_channel
 from .hotpath import Packed, open_lane, pack
 from .queues import QueueBook
 
-__all__ = ["AgentChanged", "Decision", "Router", "WaitingCall", "bucket_id", "parse_bucket", "routing_score"]
+__all__ = ["AgentChanged", "Decision", "RETURNING_QUEUE", "Router", "WaitingCall", "bucket_id", "parse_bucket",
+           "preference_skill", "routing_score"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ end
 #       then the plan (worked out by Router.plan from the bucket list at that version): n, n bucket
 #       ids, m, then m pairs: position in the plan, seconds of waiting from which the agent may
 #       serve that bucket (skill expansion; the wait of a bucket's first call decides for it).
+# A returning caller waiting for this agent (bucket "returning:prefer-agent-<agent>:1", see
+# Router.preferred) is taken before anything in the plan.
 # Returns {1, call, bucket, score, agent's previous state_since, node following the call}, {0} for
 # no call, {-1} agent not ready, {-2} stale bucket list, {-3, state, since} agent changed meanwhile.
 # An agent that becomes ready and is reserved at once never enters the ready indexes.
@@ -123,45 +126,53 @@ for k = 1, m do
   after[tonumber(ARGV[at])] = tonumber(ARGV[at + 1])
 end
 local best, bestscore, bestraw, ties
-local from = 1
-while from <= n do
-  local to = math.min(n, from + 999)
-  local scores = redis.call('ZMSCORE', KEYS[4], unpack(ARGV, P + from, P + to))
-  for j = from, to do
-    local raw = scores[j - from + 1]
-    if raw then
-      local sc = tonumber(raw)
-      local ok = true
-      if after[j] then
-        local p = 0
-        if sc < 0 then p = math.ceil(-sc / 1e11) end
-        ok = now - (sc + p * 1e11) >= after[j]
-      end
-      if ok then
-        if best == nil or sc < bestscore then best, bestscore, bestraw, ties = j, sc, raw, nil
-        elseif sc == bestscore then ties = ties or {best}; ties[#ties + 1] = j end
+local bid, uid
+-- A returning caller waiting for this very agent comes first: its own bucket, which no plan holds.
+local own = 'returning:prefer-agent-' .. agent .. ':1'
+local mine = redis.call('ZRANGE', ARGV[6] .. own, 0, 0, 'WITHSCORES')
+if mine[1] then
+  bid, uid, bestraw = own, mine[1], mine[2]
+else
+  local from = 1
+  while from <= n do
+    local to = math.min(n, from + 999)
+    local scores = redis.call('ZMSCORE', KEYS[4], unpack(ARGV, P + from, P + to))
+    for j = from, to do
+      local raw = scores[j - from + 1]
+      if raw then
+        local sc = tonumber(raw)
+        local ok = true
+        if after[j] then
+          local p = 0
+          if sc < 0 then p = math.ceil(-sc / 1e11) end
+          ok = now - (sc + p * 1e11) >= after[j]
+        end
+        if ok then
+          if best == nil or sc < bestscore then best, bestscore, bestraw, ties = j, sc, raw, nil
+          elseif sc == bestscore then ties = ties or {best}; ties[#ties + 1] = j end
+        end
       end
     end
+    from = to + 1
   end
-  from = to + 1
-end
-if not best then
-  if becoming then
-    redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '', 'node', ARGV[13])
-    redis.call('ZADD', KEYS[2], ARGV[2], agent)
-    local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')
-    if ok and type(skills) == 'table' then
-      for name, level in pairs(skills) do redis.call('ZADD', ARGV[4] .. name, level, agent) end
+  if not best then
+    if becoming then
+      redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '', 'node', ARGV[13])
+      redis.call('ZADD', KEYS[2], ARGV[2], agent)
+      local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')
+      if ok and type(skills) == 'table' then
+        for name, level in pairs(skills) do redis.call('ZADD', ARGV[4] .. name, level, agent) end
+      end
     end
+    return {0}
   end
-  return {0}
-end
-local bid = ARGV[P + best]
-local uid = redis.call('ZRANGE', ARGV[6] .. bid, 0, 0)[1]
-if ties then
-  for _, j in ipairs(ties) do
-    local other = redis.call('ZRANGE', ARGV[6] .. ARGV[P + j], 0, 0)[1]
-    if other and other < uid then uid, bid = other, ARGV[P + j] end
+  bid = ARGV[P + best]
+  uid = redis.call('ZRANGE', ARGV[6] .. bid, 0, 0)[1]
+  if ties then
+    for _, j in ipairs(ties) do
+      local other = redis.call('ZRANGE', ARGV[6] .. ARGV[P + j], 0, 0)[1]
+      if other and other < uid then uid, bid = other, ARGV[P + j] end
+    end
   end
 end
 redis.call('ZREM', ARGV[6] .. bid, uid)
@@ -302,6 +313,15 @@ class AgentChanged(Exception):
     def __init__(self, agent: str, state: str, since: str) -> None:
         super().__init__(f"agent {agent} is {state} in Redis (since {since})")
         self.state, self.since = state, since
+
+
+RETURNING_QUEUE = "returning"
+
+
+def preference_skill(agent_id: str) -> str:
+    """The requirement of a returning caller's own bucket: no agent has it, so no plan holds the
+    bucket; only this agent's offers look at it, first (the OFFER script)."""
+    return f"prefer-agent-{agent_id}"
 
 
 @dataclass
@@ -529,7 +549,9 @@ class Router:
             rule = self._rules.get(bid)
             if rule is None:
                 queue, required = self.buckets.get(bid) or parse_bucket(bid)
-                rule = self._rules[bid] = f"queue {queue}, needs {format_skills(required) or 'nothing'}"
+                rule = self._rules[bid] = (
+                    "a returning caller waiting for this agent" if queue == RETURNING_QUEUE else
+                    f"queue {queue}, needs {format_skills(required) or 'nothing'}")
             priority = math.ceil(-score / PRIORITY_WEIGHT) if score < 0 else 0
             wait = now - (score + priority * PRIORITY_WEIGHT)
             return Decision(uid, agent_id, "agent_free", bucket=bid, agent_ready_since=since, at=now, owner=owner,

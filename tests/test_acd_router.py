@@ -419,3 +419,23 @@ async def test_agents_freed_at_once_are_offered_in_order_in_one_round_trip(redis
     decisions = await router.offer_many(offers)
     assert [d and (d.agent, d.call) for d in decisions] == [("1002", "old"), ("1001", "new"), None]
     assert await redis.zrange(Keys.ready, 0, -1) == ["1003"]
+
+
+async def test_a_returning_caller_is_taken_first_by_its_agent_only(redis):
+    """The caller's own bucket (returning callers): only offers for that agent see it, and before
+    anything else it could serve, even an older caller of higher priority."""
+    from acd.router import RETURNING_QUEUE, preference_skill
+
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5}), ("1002", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    back = WaitingCall("back", "PJSIP/trunk-2", RETURNING_QUEUE, {preference_skill("1002"): 1}, 0, clock.now)
+    assert await router.arrive(back) is None
+    await directory.transition("1001", AgentState.READY)
+    assert await router.offer("1001", {"mandarin": 5}) is None      # 1001 does not see 1002's caller
+    assert (await router.arrive(call("old", clock.now - 60, {"mandarin": 1}, priority=30))).agent == "1001"
+    assert await router.arrive(call("older", clock.now - 90, {"mandarin": 1}, priority=30)) is None
+    await directory.transition("1002", AgentState.READY)
+    decision = await router.offer("1002", {"mandarin": 5})
+    assert decision.call == "back" and "returning caller" in decision.rule
+    assert await redis.zrange(Keys.waiting, 0, -1) == ["older"]
