@@ -252,7 +252,9 @@ class AgentDirectory:
         raise AgentError(f"agent {agent_id}: state kept changing; {new.value} not applied")
 
     def apply_peer_event(self, event: dict[str, Any]) -> Optional[Agent]:
-        """Another ACD node changed this agent (its published transition): update our copy."""
+        """Another ACD node changed this agent (its published transition): update our copy. Changes
+        are published by the script that makes them, so they arrive in the order Redis made them
+        (no comparison of timestamps, which come from different hosts' clocks)."""
         agent = self.agents.get(str(event.get("agent", "")))
         if agent is None or agent.id in self.dirty:
             return None
@@ -260,8 +262,6 @@ class AgentDirectory:
             state, at = AgentState(event.get("state")), float(event.get("at"))
         except (TypeError, ValueError):
             return None
-        if at < agent.state_since:
-            return None                  # older than what we know
         agent.state, agent.state_since = state, at
         agent.reason, agent.call = str(event.get("reason") or ""), str(event.get("call") or "")
         agent.node = str(event.get("node") or "")
@@ -289,7 +289,8 @@ class AgentDirectory:
         return agent
 
     async def record_claimed(self, agent: Agent, explanation: Optional[dict] = None) -> None:
-        """The routing script reserved this agent in Redis; keep its history (and why) complete."""
+        """The routing script reserved this agent in Redis (and published it); keep its history
+        (and why) complete."""
         async with self.redis.pipeline(transaction=False) as pipe:
             if explanation is not None:
                 pipe.lpush(Keys.decisions, json.dumps(explanation, ensure_ascii=False))
@@ -297,9 +298,6 @@ class AgentDirectory:
             pipe.rpush(Keys.outbox, outbox_row(
                 "agent_state", event_id=str(uuid.uuid4()), agent_id=agent.id, state=agent.state.value,
                 reason=None, call_uniqueid=agent.call or None, at=agent.state_since))
-            pipe.publish(Keys.events, json.dumps({"type": "agent", "agent": agent.id, "state": agent.state.value,
-                                                  "reason": "", "call": agent.call, "at": agent.state_since,
-                                                  "node": agent.node}))
             await pipe.execute()
 
     def ready_agents(self) -> list[Agent]:

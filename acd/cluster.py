@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import hashlib
 import time
-import zlib
 from typing import Any, Callable, Optional
 
 from redis.asyncio import Redis
@@ -53,6 +53,9 @@ class Cluster:
         self.clock = clock
         self.live: tuple[str, ...] = (node,)
         self.on_peer_lost: Optional[Callable[[list[str]], None]] = None
+        # Our own lease ran out (Redis unreachable too long): the others may have adopted our calls.
+        self.on_lease_lost: Optional[Callable[[], None]] = None
+        self._renewed_at: Optional[float] = None
         self._task: Optional[asyncio.Task] = None
 
     def owns(self, key: str) -> bool:
@@ -61,7 +64,8 @@ class Cluster:
         live = self.live
         if len(live) == 1:
             return live[0] == self.node
-        best = max(live, key=lambda node: zlib.crc32(f"{node}|{key}".encode()))
+        # (A real hash: CRC32 is linear and shares calls out unevenly between nodes.)
+        best = max(live, key=lambda node: hashlib.blake2b(f"{node}|{key}".encode(), digest_size=8).digest())
         return best == self.node
 
     def alive(self, node: str) -> bool:
@@ -91,6 +95,13 @@ class Cluster:
             pipe.zrangebyscore(Keys.acd_nodes, now - self.lease_s, "+inf")
             pipe.zrangebyscore(Keys.acd_nodes, "-inf", f"({now - self.lease_s}")
             _, live, expired = await pipe.execute()
+        gap = now - self._renewed_at if self._renewed_at is not None else 0.0
+        self._renewed_at = now
+        if gap >= self.lease_s:
+            log.warning("ACD node %s: lease not renewed for %.1fs; other nodes may have adopted its calls",
+                        self.node, gap)
+            if self.on_lease_lost is not None:
+                self.on_lease_lost()
         lost = []
         for node in expired:
             # Whoever removes it first reports it; the others see it gone.

@@ -232,8 +232,9 @@ class Distributor:
 
     def on_peer_agent(self, event: dict[str, Any]) -> None:
         """Another node changed an agent (or its profile): our copy follows."""
-        if event.get("type") == "agent_profile":
-            self._spawn(self._reload_agent(str(event.get("agent", ""))))
+        agent_id = str(event.get("agent", ""))
+        if event.get("type") == "agent_profile" or agent_id not in self.agents.agents:
+            self._spawn(self._reload_agent(agent_id))     # new to us: Redis has it whole
             return
         self.agents.apply_peer_event(event)
 
@@ -258,6 +259,27 @@ class Distributor:
             await self._reload_agents()         # what the lost nodes last wrote
             await self.recover()
         self._spawn(adopt())
+
+    def on_lease_lost(self) -> None:
+        """Our lease ran out (Redis was out of reach): calls another node adopted meanwhile are
+        theirs now; let them go rather than follow them twice."""
+        async def let_go() -> None:
+            uids = [uid for uid, call in self.calls.items() if uid == call.uniqueid]
+            if not uids:
+                return
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid in uids:
+                    pipe.hget(Keys.call(uid), "owner")
+                owners = await pipe.execute()
+            for uid, owner in zip(uids, owners):
+                if owner and owner != self.node:
+                    call = self.calls.pop(uid, None)
+                    if call is not None and call.leg:
+                        self.calls.pop(call.leg, None)
+                    self.waiting.pop(uid, None)
+                    log.warning("call %s: adopted by node %s while our lease had run out: let go", uid, owner)
+            await self._reload_agents()
+        self._spawn(let_go())
 
     def on_handoff(self, event: dict[str, Any]) -> None:
         """Another node's routing script reserved an agent for a call this node follows: ring it

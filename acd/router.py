@@ -56,7 +56,18 @@ log = logging.getLogger(__name__)
 
 PRIORITY_WEIGHT = 1e11          # seconds: any higher priority beats any wait
 
-_RESERVE = """
+# Every agent change is published in the script that makes it, so that the other ACD nodes (and
+# the desktops) hear of the changes in the order Redis made them. ("now" is a float's repr, kept
+# as written: cjson would round it to 14 digits.)
+_PUBLISH = """
+local function published(agent, uid, now, owner)
+  redis.call('PUBLISH', '@EVENTS@', '{"type": "agent", "agent": ' .. cjson.encode(agent) ..
+    ', "state": "reserved", "reason": "", "call": ' .. cjson.encode(uid) .. ', "at": ' .. now ..
+    ', "node": ' .. cjson.encode(owner) .. '}')
+end
+""".replace("@EVENTS@", Keys.events)
+
+_RESERVE = _PUBLISH + """
 local function reserve(agent, uid, now, ready_key, skp, agp, callkey)
   local akey = agp .. agent
   local since = redis.call('HGET', akey, 'state_since') or ''
@@ -72,6 +83,7 @@ local function reserve(agent, uid, now, ready_key, skp, agp, callkey)
   local owner = redis.call('HGET', callkey, 'owner') or ''
   redis.call('HSET', akey, 'state', 'reserved', 'state_since', now, 'call', uid, 'reason', '', 'node', owner)
   redis.call('HSET', callkey, 'state', 'ringing', 'agent', agent)
+  published(agent, uid, now, owner)
   return since, owner
 end
 """
@@ -190,6 +202,7 @@ if becoming then
   owner = redis.call('HGET', ARGV[7] .. uid, 'owner') or ''
   redis.call('HSET', akey, 'state', 'reserved', 'state_since', ARGV[2], 'call', uid, 'reason', '', 'node', owner)
   redis.call('HSET', ARGV[7] .. uid, 'state', 'ringing', 'agent', agent)
+  published(agent, uid, ARGV[2], owner)
   since = ARGV[2]
 else
   since, owner = reserve(agent, uid, ARGV[2], KEYS[2], ARGV[4], ARGV[5], ARGV[7] .. uid)

@@ -85,6 +85,7 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
     peers = PeerListener(stores.redis, node, on_agent=distributor.on_peer_agent,
                          on_handoff=distributor.on_handoff, on_gap=distributor.on_peer_gap)
     cluster.on_peer_lost = distributor.on_peers_lost
+    cluster.on_lease_lost = distributor.on_lease_lost
     # Subscribed and counted in before the first AMI event: no hand-over or agent change is missed.
     await peers.start()
     await cluster.join()

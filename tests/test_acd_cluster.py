@@ -199,3 +199,38 @@ async def test_wrap_up_extended_through_the_other_node(redis, pool, redis_url, p
     wrapup = next(at for state, at in states if state == "wrapup")
     ready_again = next(at for state, at in states if state == "ready" and at > wrapup)
     assert ready_again - wrapup >= 1.95
+
+
+async def test_membership_ownership_and_a_lapsed_lease(redis):
+    """Each Linkedid is followed by exactly one live node (the same answer on every node); a node
+    silent past its lease is reported lost once; a node whose own lease lapsed is told so."""
+    from acd.cluster import Cluster
+
+    now = [1000.0]
+    clock = lambda: now[0]          # noqa: E731
+    nodes = {name: Cluster(redis, name, lease_s=3.0, clock=clock) for name in ("a", "b", "c")}
+    for cluster in nodes.values():
+        await cluster.beat()
+    for cluster in nodes.values():
+        await cluster.beat()            # everyone sees everyone
+        assert cluster.live == ("a", "b", "c")
+    keys = [f"17953{i:05d}.{i}" for i in range(300)]
+    owners = [[name for name, c in nodes.items() if c.owns(key)] for key in keys]
+    assert all(len(o) == 1 for o in owners)
+    share = {name: sum(o == [name] for o in owners) for name in nodes}
+    assert all(60 <= n <= 140 for n in share.values()), share
+    # c goes silent; a and b go on: c is lost (reported by one of them), and only c's calls move.
+    lost, lapsed = [], []
+    for name in ("a", "b"):
+        nodes[name].on_peer_lost = lost.extend
+    nodes["c"].on_lease_lost = lambda: lapsed.append(True)
+    for _ in range(4):
+        now[0] += 1.0
+        for name in ("a", "b"):
+            lost += await nodes[name].beat()
+    assert lost == ["c"] and nodes["a"].live == nodes["b"].live == ("a", "b")
+    moved = [k for k, o in zip(keys, owners) if o != [n for n in ("a", "b") if nodes[n].owns(k)]]
+    assert moved and all(o == ["c"] for k, o in zip(keys, owners) if k in moved)
+    # c comes back: its lease had lapsed, it is told (its calls may be adopted by now).
+    await nodes["c"].beat()
+    assert lapsed == [True]

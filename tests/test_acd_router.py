@@ -439,3 +439,31 @@ async def test_a_returning_caller_is_taken_first_by_its_agent_only(redis):
     decision = await router.offer("1002", {"mandarin": 5})
     assert decision.call == "back" and "returning caller" in decision.rule
     assert await redis.zrange(Keys.waiting, 0, -1) == ["older"]
+
+
+async def test_a_reservation_is_published_by_its_script_in_order(redis):
+    """The reservation is announced by the script that makes it (so every listener hears agent
+    changes in the order Redis made them), as JSON the other nodes and the desktops read."""
+    import json
+
+    clock = Clock()
+    clock.now = 1795331939.123456789
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5})])
+    await directory.transition("1001", AgentState.READY)
+    router = Router(redis, QUEUES, clock=clock)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(Keys.events)
+    try:
+        await redis.hset(Keys.call('we"ird'), "owner", "acd-a")
+        decision = await router.arrive(call('we"ird', clock.now, {"mandarin": 1}))
+        assert decision.agent == "1001"
+        message = None
+        for _ in range(50):
+            message = await pubsub.get_message(timeout=0.1)
+            if message:
+                break
+        event = json.loads(message["data"])
+        assert event == {"type": "agent", "agent": "1001", "state": "reserved", "reason": "", "call": 'we"ird',
+                         "at": clock.now, "node": "acd-a"}
+    finally:
+        await pubsub.aclose()
