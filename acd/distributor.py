@@ -206,16 +206,15 @@ class Distributor:
 
     def _witness(self, msg) -> Optional[Witnessed]:
         """The caller's channel of a call another node follows (none when this node is alone)."""
-        if self.cluster is None or len(self.cluster.live) < 2:
-            return None
         uid = msg.get("Uniqueid", "")
+        seen = self.witnessed.get(uid)
+        if seen is not None or self.cluster is None or len(self.cluster.live) < 2:
+            return seen
         if not uid or msg.get("Linkedid", uid) != uid:
             return None                     # an agent's leg or a local channel: not the caller
-        seen = self.witnessed.get(uid)
-        if seen is None:
-            if msg.get("Event") != "Newchannel" or msg.get("Context") not in self.inbound_contexts:
-                return None
-            seen = self.witnessed[uid] = Witnessed()
+        if msg.get("Event") != "Newchannel" or msg.get("Context") not in self.inbound_contexts:
+            return None
+        seen = self.witnessed[uid] = Witnessed()
         return seen
 
     def _forget_witnessed(self, now: float) -> None:
@@ -677,6 +676,9 @@ class Distributor:
         log.info("call %s: followed by another node", call.uniqueid)
         if self.calls.get(call.uniqueid) is call:
             del self.calls[call.uniqueid]
+            # From here on only witnessed, in case that node dies before the call ends.
+            self.witnessed[call.uniqueid] = Witnessed(call.ring_attempts, call.answered_at, call.talk_ended_at,
+                                                      call.caller_hung_up)
         self.waiting.pop(call.uniqueid, None)
         return False
 
