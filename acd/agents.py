@@ -122,6 +122,7 @@ class AgentDirectory:
         self._transition = redis.register_script(TRANSITION)
         self.agents: dict[str, Agent] = {}
         self.dirty: set[str] = set()            # agents whose state Redis has not got yet
+        self._readying: dict[str, tuple] = {}   # agent -> (copy, state, since) its ready_step was made from
         self.unsaved_rows: list[str] = []       # their history rows
 
     async def load(self) -> None:
@@ -232,6 +233,7 @@ class AgentDirectory:
                                 "call": call, "at": now, "node": self.node})
             # Memory is the truth for an agent Redis missed during an outage: no check then.
             expected = "" if agent_id in self.dirty else agent.expected
+            before = (agent.state, agent.state_since)
             try:
                 result = await self._transition(
                     keys=[Keys.agent(agent_id), Keys.ready, Keys.outbox, Keys.busy(busy_day(now))],
@@ -244,6 +246,12 @@ class AgentDirectory:
                 self.dirty.add(agent_id)
                 raise
             if result[0] == 1:
+                if self.agents.get(agent_id) is not agent or (agent.state, agent.state_since) != before:
+                    # Changed while the reply was on its way: by a decision Redis made after this
+                    # write (a routing script reserved the agent just made ready). That one is newer.
+                    log.info("agent %s -> %s overtaken by a newer change (%s)", agent_id, new.value,
+                             self.get(agent_id).state.value)
+                    return self.get(agent_id)
                 agent.state, agent.state_since, agent.reason, agent.call, agent.node = new, now, reason, call, self.node
                 log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
                 return agent
@@ -279,11 +287,15 @@ class AgentDirectory:
                          reason=None, call_uniqueid=None, at=now)
         event = json.dumps({"type": "agent", "agent": agent_id, "state": "ready", "reason": "", "call": "", "at": now,
                             "node": self.node})
+        self._readying[agent_id] = (agent, agent.state, agent.state_since)
         return ("" if agent_id in self.dirty else agent.expected), row, event, busy
 
     def became_ready(self, agent_id: str, now: float) -> Agent:
         """The router's script made the agent ready (and may have reserved it at once)."""
         agent = self.get(agent_id)
+        if self._readying.pop(agent_id, None) != (agent, agent.state, agent.state_since):
+            # Changed while the script's reply was on its way (reserved by a later decision): keep that.
+            return agent
         agent.state, agent.state_since, agent.reason, agent.call, agent.node = AgentState.READY, now, "", "", self.node
         log.info("agent %s -> ready", agent_id)
         return agent

@@ -107,6 +107,7 @@ class Witnessed:
 
 
 WITNESS_KEPT_S = 120.0          # ended calls seen for another node, kept this long
+ENDED_KEPT_S = 120.0            # ended calls remembered, so a late duplicate event cannot revive them
 
 
 def _duration(text: str) -> float:
@@ -156,6 +157,10 @@ class Distributor:
         self.followed = 0                               # calls this node followed from their start
         self.handed_in = 0                              # calls another node's decision handed to us
         self.handed_out = 0                             # our decisions for calls another node follows
+        # Calls that ended lately (uniqueid, or call-back leg -> the call's uniqueid): a late duplicate
+        # of one of their events must not start them again nor touch the agent's next call.
+        self._ended: dict[str, tuple[float, str]] = {}
+        self._dials: dict[str, dict[str, bool]] = {}     # caller -> {agent leg uniqueid: its Dial ended}
 
     # ---- wiring -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -320,8 +325,8 @@ class Distributor:
         if msg.get("Context") not in self.inbound_contexts:
             return
         uid = msg.get("Uniqueid", "")
-        if not uid or uid in self.calls:
-            return
+        if not uid or uid in self.calls or uid in self._ended:
+            return                      # (a late duplicate of an ended call's Newchannel)
         linkedid = msg.get("Linkedid") or uid
         if not self.owns(linkedid):
             self._witness(msg)          # another node follows this call; we only watch
@@ -346,11 +351,27 @@ class Distributor:
         if call is None:
             return
         if name == "HotlineWaiting":
+            if call.answered_at is not None:
+                return          # answered calls never queue again (hotline-survey follows): a late duplicate
+            if call.state == "ringing":
+                # Back in the queue with its DialEnd and HotlineRingNoAnswer lost, or a late duplicate
+                # of the event that queued it: Asterisk knows where the channel is.
+                self._spawn(self._waiting_again(call, msg))
+                return
             self._enqueue(call, msg)
         elif name == "HotlineQueueChoice":
             self._queue_choice(call, msg.get("Choice", ""), msg.get("Number", ""))
         elif name == "HotlineRingNoAnswer":
+            if not all(self._dials.get(call.uniqueid, {}).values()):
+                return          # the agent it names is being rung right now: a late duplicate
             self._agent_missed(call, msg.get("Agent", ""), msg.get("DialStatus", ""))
+
+    async def _waiting_again(self, call: LiveCall, msg) -> None:
+        context = await self._getvar(call.channel, "CONTEXT")
+        if self.calls.get(call.uniqueid) is not call or call.state != "ringing" or context != "hotline-wait":
+            return
+        self._agent_missed(call, call.agent or "", "NOANSWER")
+        self._enqueue(call, msg)
 
     _REASON_DIGITS = {"1": "break", "2": "meal", "3": "training", "4": "meeting"}
 
@@ -406,7 +427,16 @@ class Distributor:
         self._spawn(self._save_waiting(call, waiting))
 
     def on_dialbegin(self, msg) -> None:
-        call = self.calls.get(msg.get("Uniqueid", "")) or self._witness(msg)
+        call = self.calls.get(msg.get("Uniqueid", ""))
+        if call is not None:
+            dials = self._dials.setdefault(call.uniqueid, {})
+            leg = msg.get("DestUniqueid", "")
+            if leg in dials:
+                return                  # a duplicate: this ring is counted
+            for other in dials:         # one Dial at a time: any earlier one is over (its DialEnd lost)
+                dials[other] = True
+            dials[leg] = False
+        call = call or self._witness(msg)
         if call is not None:
             call.ring_attempts += 1
 
@@ -414,8 +444,15 @@ class Distributor:
         call = self.calls.get(msg.get("Uniqueid", ""))
         if call is None:
             return
+        dials = self._dials.setdefault(call.uniqueid, {})
+        leg = msg.get("DestUniqueid", "")
+        if dials.get(leg):
+            return                      # a duplicate: this Dial's end was handled
+        dials[leg] = True
         status = msg.get("DialStatus", "")
-        if status != "ANSWER" and call.agent and status != "CANCEL":
+        # Only the end of ringing the agent reserved now (not a late copy of an earlier agent's).
+        if status != "ANSWER" and call.agent and status != "CANCEL" \
+                and msg.get("DestChannel", "").startswith(f"PJSIP/{call.agent}-"):
             self._agent_missed(call, call.agent, status)
 
     def _agent_missed(self, call: LiveCall, agent_id: str, status: str) -> None:
@@ -494,6 +531,13 @@ class Distributor:
         agent = self.agents.agents.get(agent_id)
         if agent is None:
             return
+        # Only the leg of the agent's current call (Linkedid: the caller, or its call-back leg); a
+        # late duplicate of an earlier leg's Hangup must not wrap up the call the agent is on.
+        linked = msg.get("Linkedid", "")
+        if linked and agent.call and linked != agent.call:
+            call = self.calls.get(linked)
+            if (call.uniqueid if call is not None else self._ended.get(linked, (0.0, ""))[1]) != agent.call:
+                return
         # The node following the agent's call starts its wrap-up.
         if agent.state == AgentState.ON_CALL and self.follows(agent):
             self._spawn(self._start_wrapup(agent_id))
@@ -582,7 +626,37 @@ class Distributor:
         if decision is not None:
             await self._assigned(decision)
 
+    def _remember_ended(self, call: LiveCall) -> None:
+        now = self.clock()
+        self._dials.pop(call.uniqueid, None)
+        for uid in (call.uniqueid, call.leg):
+            if uid and uid != "pending":
+                self._ended[uid] = (now + ENDED_KEPT_S, call.uniqueid)
+        while self._ended:
+            oldest = next(iter(self._ended))
+            if self._ended[oldest][0] >= now:
+                break
+            del self._ended[oldest]
+
+    def _hangups_lost(self, known: dict[str, LiveCall], live) -> list[LiveCall]:
+        """Calls followed since before Asterisk listed its channels, whose channels it no longer
+        has: their Hangup event was lost. They leave the live picture; the caller ends them."""
+        lost = []
+        for uid, call in known.items():
+            if self.calls.get(uid) is not call or uid in live or (call.leg and call.leg in live):
+                continue
+            if call.callback and call.leg in ("", "pending"):
+                continue        # virtual hold: the caller hung up on purpose, the call waits for its call back
+            log.warning("call %s: Asterisk no longer has its channel (Hangup event lost): ended", uid)
+            self.calls.pop(uid, None)
+            if call.leg:
+                self.calls.pop(call.leg, None)
+            self.waiting.pop(uid, None)
+            lost.append(call)
+        return lost
+
     async def _finish(self, call: LiveCall, ended_at: float, cause: Optional[int]) -> None:
+        self._remember_ended(call)
         if call.answered_at is not None:
             outcome, where = CallOutcome.ANSWERED, None
         else:
@@ -736,6 +810,7 @@ class Distributor:
         after every AMI reconnect. Waiting calls are re-adopted in their order (their buckets
         are in Redis), calls that ended meanwhile get their record, callers who arrived meanwhile
         are adopted, and agents whose call is gone are freed."""
+        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
         try:
             _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
             uids = await self.redis.smembers(Keys.calls)
@@ -752,8 +827,14 @@ class Distributor:
         gone: set[str] = set()
         followed_elsewhere: set[str] = set()
         answered_by: dict[str, str] = {}        # agent -> answered call that ended unfollowed
+        for call in self._hangups_lost(known, channels):
+            ended += 1
+            gone.add(call.uniqueid)
+            if call.answered_at is not None:
+                answered_by[call.agent or ""] = call.uniqueid
+            self._spawn(self._finish(call, now, None))
         for uid, data in zip(uids, hashes):
-            if uid in self.calls:
+            if uid in self.calls or uid in gone:
                 continue
             owner = data.get("owner", "")
             if not self.ours(owner):
@@ -867,12 +948,15 @@ class Distributor:
     async def reconcile_agents(self) -> int:
         """Agent states that no live channel explains are repaired (and logged): reserved or on
         call for a call Asterisk no longer has. Run periodically; returns how many were repaired."""
+        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
         try:
             _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
         except (AMIError, OSError, asyncio.TimeoutError) as exc:
             log.warning("agent reconcile postponed: %s", exc)
             return 0
         live = {e.get("Uniqueid", "") for e in events if e.get("Event") == "CoreShowChannel"}
+        for call in self._hangups_lost(known, live):     # its record first; its agent is repaired below
+            await self._finish(call, self.clock(), None)
         repaired = 0
         for agent in list(self.agents.agents.values()):
             if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call in live:
