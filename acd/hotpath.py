@@ -8,8 +8,8 @@ written together and answered in order (Redis answers in order), the script load
 ``TimeoutError``, ``ResponseError``), so callers handle them as before; a lost connection fails
 the requests in flight (not retried: a script may have run) and the next request reconnects.
 
-Only for plain TCP or a Unix socket (``unix://`` URLs: a Redis on the same host, about half the
-kernel's cost per round trip) with optional password and database; anything else (TLS,
+Only for plain TCP or a Unix socket (``unix://`` URLs, a Redis on the same host) with optional
+password and database; anything else (TLS,
 credential providers) or no hiredis: :func:`open_lane` returns None and the router keeps
 using redis-py.
 """

@@ -359,9 +359,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--pbx-callers", type=int, default=400)
     parser.add_argument("--no-pbx", action="store_true", help="skip the free-to-ring measurement")
     parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--transport", default="tcp,unix",
-                        help="how the ACD processes reach redis-server: tcp (loopback), unix (its socket), "
-                             "or both, side by side (default)")
+    parser.add_argument("--transport", default="tcp",
+                        help="how the ACD processes reach redis-server: tcp (loopback, default), unix (its "
+                             "socket), or tcp,unix side by side")
     args = parser.parse_args(argv)
     if args.processes is not None and not 1 <= args.processes <= 16:
         parser.error("--processes must be 1..16")

@@ -8,7 +8,7 @@ from bench import acd
 
 def test_bench_acd_small(capsys):
     acd.main(["--agents", "60", "--waiting", "300", "--duration", "0.5", "--processes", "2",
-              "--pbx-agents", "4", "--pbx-callers", "30"])
+              "--pbx-agents", "4", "--pbx-callers", "30", "--transport", "tcp,unix"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("agents", "waiting", "processes", "decisions_per_s", "p50_ms", "p99_ms", "double_assignments",
                 "free_to_ring_p50_ms", "free_to_ring_p99_ms"):
