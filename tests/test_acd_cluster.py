@@ -234,3 +234,12 @@ async def test_membership_ownership_and_a_lapsed_lease(redis):
     # c comes back: its lease had lapsed, it is told (its calls may be adopted by now).
     await nodes["c"].beat()
     assert lapsed == [True]
+
+
+def test_node_names_are_stable_across_restarts_and_distinct_on_a_host():
+    from acd.service import node_name
+
+    assert node_name(Settings(acd_node="acd-east-1")) == "acd-east-1"
+    assert node_name(Settings(acd_port=8081)) == node_name(Settings(acd_port=8081))      # a restart: same name
+    assert node_name(Settings(acd_port=8081)) != node_name(Settings(acd_port=8082))      # two on one host
+    assert node_name(Settings(acd_port=0)) != node_name(Settings(acd_port=0))            # tests: any port

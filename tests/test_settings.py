@@ -44,6 +44,8 @@ def test_config_file_from_environment(tmp_path, monkeypatch):
     ("HOTLINE_LOG_LEVEL", "LOUD", "setting HOTLINE_LOG_LEVEL: must be one of"),
     ("HOTLINE_DEFAULT_QUEUE", "a b;c", "setting HOTLINE_DEFAULT_QUEUE: must be letters"),
     ("HOTLINE_AMI_PROT", "5038", "setting HOTLINE_AMI_PROT: unknown setting"),
+    ("HOTLINE_ACD_NODE", "acd 1;rm", "setting HOTLINE_ACD_NODE: String should match pattern"),
+    ("HOTLINE_ACD_LEASE_S", "0.1", "setting HOTLINE_ACD_LEASE_S: Input should be greater than or equal to 0.5"),
 ])
 def test_bad_environment_value_is_one_line(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
