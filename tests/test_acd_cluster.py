@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 from collections import defaultdict
+from contextlib import asynccontextmanager
 
 from acd.agents import TRANSITIONS
 from acd.service import run_acd
@@ -39,6 +40,29 @@ async def simulator(tmp_path, redis, answer_delay=(0.02, 0.08)):
     return sim, ivr, user
 
 
+@asynccontextmanager
+async def two_nodes(redis, pool, redis_url, pg_url, tmp_path, agents, wrapup_s):
+    """The simulated PBX, the IVR and two ACD nodes in this process ("acd-a", "acd-b"), the agents
+    ready (made so through a; b knows them from a's published changes)."""
+    sim, ivr, user = await simulator(tmp_path, redis)
+    stores = Stores(pg_url, redis_url, pool, redis, embedded=False)
+    common = dict(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port, ami_username=user.username,
+                  ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=wrapup_s, ami_ping_interval_s=5)
+    try:
+        async with run_acd(Settings(acd_node="acd-a", **common), stores) as a, \
+                run_acd(Settings(acd_node="acd-b", **common), stores) as b:
+            await until(lambda: a.cluster.live == b.cluster.live == ("acd-a", "acd-b"), timeout=5)
+            for agent_id in agents:
+                await a.agents.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
+                await a.agents.transition(agent_id, AgentState.READY)
+            await until(lambda: all(b.agents.agents.get(x) and b.agents.agents[x].state == AgentState.READY
+                                    for x in agents))
+            yield sim, a, b
+    finally:
+        await ivr.stop()
+        await sim.stop()
+
+
 async def assert_history_is_sound(pool) -> None:
     """Every agent's recorded states follow the state machine: in particular never reserved
     again while reserved (two calls for one agent)."""
@@ -52,42 +76,26 @@ async def assert_history_is_sound(pool) -> None:
 
 
 async def test_two_acd_nodes_share_calls_without_double_assignment(redis, pool, redis_url, pg_url, tmp_path):
-    sim, ivr, user = await simulator(tmp_path, redis)
-    stores = Stores(pg_url, redis_url, pool, redis, embedded=False)
-    common = dict(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port, ami_username=user.username,
-                  ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=0.05, ami_ping_interval_s=5)
-    try:
-        async with run_acd(Settings(acd_node="acd-a", **common), stores) as a, \
-                run_acd(Settings(acd_node="acd-b", **common), stores) as b:
-            await until(lambda: a.cluster.live == b.cluster.live == ("acd-a", "acd-b"), timeout=5)
-            for agent_id in AGENTS:
-                await a.agents.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
-                await a.agents.transition(agent_id, AgentState.READY)
-            # b learns of the agents and their states from a's published changes.
-            await until(lambda: all(b.agents.agents.get(x) and b.agents.agents[x].state == AgentState.READY
-                                    for x in AGENTS))
-            callers = []
-            for i in range(28):
-                callers.append(sim.place_call(plan(number=f"1380000{i:04d}", talk=0.15 + (i % 4) * 0.05)))
-                await asyncio.sleep(0.03)
-            await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 40)
-            for _ in range(200):
-                if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
-                    break
-                await asyncio.sleep(0.05)
-            await a.distributor.wait_idle()
-            await b.distributor.wait_idle()
-            # Both followed calls; decisions crossed between them (a freed agent took the other's caller).
-            assert a.distributor.followed > 0 and b.distributor.followed > 0
-            assert a.distributor.followed + b.distributor.followed == len(callers)
-            assert a.distributor.handed_out + b.distributor.handed_out > 0
-            assert a.distributor.handed_in + b.distributor.handed_in == \
-                a.distributor.handed_out + b.distributor.handed_out
-            await until(lambda: all(a.agents.agents[x].state == b.agents.agents[x].state == AgentState.READY
-                                    for x in AGENTS))
-    finally:
-        await ivr.stop()
-        await sim.stop()
+    async with two_nodes(redis, pool, redis_url, pg_url, tmp_path, AGENTS, wrapup_s=0.05) as (sim, a, b):
+        callers = []
+        for i in range(28):
+            callers.append(sim.place_call(plan(number=f"1380000{i:04d}", talk=0.15 + (i % 4) * 0.05)))
+            await asyncio.sleep(0.03)
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 40)
+        for _ in range(200):
+            if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
+                break
+            await asyncio.sleep(0.05)
+        await a.distributor.wait_idle()
+        await b.distributor.wait_idle()
+        # Both followed calls; decisions crossed between them (a freed agent took the other's caller).
+        assert a.distributor.followed > 0 and b.distributor.followed > 0
+        assert a.distributor.followed + b.distributor.followed == len(callers)
+        assert a.distributor.handed_out + b.distributor.handed_out > 0
+        assert a.distributor.handed_in + b.distributor.handed_in == \
+            a.distributor.handed_out + b.distributor.handed_out
+        await until(lambda: all(a.agents.agents[x].state == b.agents.agents[x].state == AgentState.READY
+                                for x in AGENTS))
     # No phone was ever offered a second call while on one.
     assert sum(phone.busy_rejections for phone in sim.phones.values()) == 0
     rows = await records(pool)
@@ -169,30 +177,17 @@ async def test_a_killed_node_s_calls_are_adopted_by_the_other(redis, pool, redis
 
 async def test_wrap_up_extended_through_the_other_node(redis, pool, redis_url, pg_url, tmp_path):
     """The desktop may reach any node's API: a wrap-up timed by one node is extended through the other."""
-    sim, ivr, user = await simulator(tmp_path, redis)
-    stores = Stores(pg_url, redis_url, pool, redis, embedded=False)
-    common = dict(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port, ami_username=user.username,
-                  ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=1.0, ami_ping_interval_s=5)
-    try:
-        async with run_acd(Settings(acd_node="acd-a", **common), stores) as a, \
-                run_acd(Settings(acd_node="acd-b", **common), stores) as b:
-            await until(lambda: a.cluster.live == b.cluster.live == ("acd-a", "acd-b"), timeout=5)
-            await a.agents.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
-            await a.agents.transition("1001", AgentState.READY)
-            await until(lambda: b.agents.agents.get("1001") and b.agents.agents["1001"].state == AgentState.READY)
-            caller = sim.place_call(plan(number="13800000001", talk=0.2))
-            await asyncio.wait_for(caller.done.wait(), 15)
-            await until(lambda: a.agents.agents["1001"].state == b.agents.agents["1001"].state == AgentState.WRAPUP)
-            timing, other = (a, b) if "1001" in a.distributor._wrapup_until else (b, a)
-            assert "1001" not in other.distributor._wrapup_until
-            started = timing.distributor._wrapup_until["1001"] - 1.0
-            until_ = await other.distributor.extend_wrapup("1001", 1.0)
-            assert abs(until_ - (started + 2.0)) < 0.01
-            await until(lambda: timing.distributor._wrapup_until.get("1001") == until_, timeout=2)
-            await until(lambda: a.agents.agents["1001"].state == AgentState.READY, timeout=5)
-    finally:
-        await ivr.stop()
-        await sim.stop()
+    async with two_nodes(redis, pool, redis_url, pg_url, tmp_path, ("1001",), wrapup_s=1.0) as (sim, a, b):
+        caller = sim.place_call(plan(number="13800000001", talk=0.2))
+        await asyncio.wait_for(caller.done.wait(), 15)
+        await until(lambda: a.agents.agents["1001"].state == b.agents.agents["1001"].state == AgentState.WRAPUP)
+        timing, other = (a, b) if "1001" in a.distributor._wrapup_until else (b, a)
+        assert "1001" not in other.distributor._wrapup_until
+        started = timing.distributor._wrapup_until["1001"] - 1.0
+        until_ = await other.distributor.extend_wrapup("1001", 1.0)
+        assert abs(until_ - (started + 2.0)) < 0.01
+        await until(lambda: timing.distributor._wrapup_until.get("1001") == until_, timeout=2)
+        await until(lambda: a.agents.agents["1001"].state == AgentState.READY, timeout=5)
     rows = await pool.fetch("SELECT state, extract(epoch from at) AS at FROM agent_states WHERE agent_id = '1001' "
                             "ORDER BY at, id")
     states = [(r["state"], float(r["at"])) for r in rows]
