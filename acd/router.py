@@ -401,11 +401,14 @@ class Router:
         self.buckets: dict[str, tuple[str, dict[str, int]]] = {}
         self._plans: dict[tuple, list[tuple[str, float]]] = {}
         self._packed: dict[tuple, Packed] = {}        # plan as script arguments, per skill profile
+        self._by_dict: dict[int, tuple[dict, Packed]] = {}   # the same, by the skills dict asking
         self._stages: dict[tuple, list] = {}
         self._rules: dict[str, str] = {}              # bucket -> its part of the explanation
         self._arrivals: dict[str, tuple] = {}         # bucket -> what its arrivals send alike
         self._digest: Optional[tuple[QueueBook, str]] = None
-        self._offer_head = Packed(Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, Keys.outbox)
+        # "EVALSHA <sha> 6 <the first five keys>": the same at every decision, encoded once.
+        self._offer_call = Packed("EVALSHA", self._offer.sha, 6, Keys.waiting, Keys.ready, Keys.buckets_version,
+                                  Keys.bucket_heads, Keys.outbox)
         self._offer_prefixes = Packed(Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""), Keys.call(""))
         self._no_ready = Packed("", "", "", "", "0")
         self._node_args = Packed(node, node_channel(""))
@@ -425,6 +428,7 @@ class Router:
         self._queues = queues
         self._plans.clear()
         self._packed.clear()
+        self._by_dict.clear()
         self._stages.clear()
         self._rules.clear()
         self._arrivals.clear()
@@ -453,6 +457,7 @@ class Router:
         # Buckets are only ever added: extend the cached plans with the new ones.
         if added:
             self._packed.clear()
+            self._by_dict.clear()
             for key, plan in self._plans.items():
                 plan.extend(self._matches(dict(key), added))
 
@@ -465,6 +470,10 @@ class Router:
         return plan
 
     def _plan_args(self, skills: dict[str, int]) -> Packed:
+        # The same dict (an agent's skills) asks again at every decision: found by identity first.
+        seen = self._by_dict.get(id(skills))
+        if seen is not None and seen[0] is skills:
+            return seen[1]
         key = tuple(sorted(skills.items()))
         packed = self._packed.get(key)
         if packed is None:
@@ -474,6 +483,9 @@ class Router:
             for position, after in expanding:
                 flat += [position, repr(after)]
             packed = self._packed[key] = Packed(*flat)
+        if len(self._by_dict) > 100_000:
+            self._by_dict.clear()
+        self._by_dict[id(skills)] = (skills, packed)      # (holding the dict: its id is not reused)
         return packed
 
     def _matches(self, skills: dict[str, int], buckets) -> list[tuple[str, float]]:
@@ -542,8 +554,8 @@ class Router:
                 ready = self._no_ready
             plan = self._plan_args(skills)
             if self.lane is not None:
-                command = pack("EVALSHA", self._offer.sha, 6, self._offer_head, busy_key, agent_id, stamp,
-                               self.version, self._offer_prefixes, ready, self._node_args, plan)
+                command = pack(self._offer_call, busy_key, agent_id, stamp, self.version, self._offer_prefixes,
+                               ready, self._node_args, plan)
                 result = await self.lane.evalsha(self._offer.sha, OFFER, command)
             else:
                 result = await self._offer(
