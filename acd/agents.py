@@ -283,17 +283,20 @@ class AgentDirectory:
         if AgentState.READY not in TRANSITIONS[agent.state] and agent.state != AgentState.READY:
             raise AgentError(f"agent {agent_id}: {agent.state.value} -> ready is not allowed")
         busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
-        row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state="ready",
-                         reason=None, call_uniqueid=None, at=now)
-        event = json.dumps({"type": "agent", "agent": agent_id, "state": "ready", "reason": "", "call": "", "at": now,
-                            "node": self.node})
+        # (On every decision's path: the history row and the event written out directly.)
+        at = repr(now)
+        row = (f'{{"kind": "agent_state", "event_id": "{uuid.uuid4().hex}", "agent_id": {json.dumps(agent_id)}, '
+               f'"state": "ready", "reason": null, "call_uniqueid": null, "at": {at}}}')
+        event = (f'{{"type": "agent", "agent": {json.dumps(agent_id)}, "state": "ready", "reason": "", "call": "", '
+                 f'"at": {at}, "node": {json.dumps(self.node)}}}')
         self._readying[agent_id] = (agent, agent.state, agent.state_since)
         return ("" if agent_id in self.dirty else agent.expected), row, event, busy
 
     def became_ready(self, agent_id: str, now: float) -> Agent:
         """The router's script made the agent ready (and may have reserved it at once)."""
         agent = self.get(agent_id)
-        if self._readying.pop(agent_id, None) != (agent, agent.state, agent.state_since):
+        made_from = self._readying.pop(agent_id, None)
+        if made_from is None or made_from[0] is not agent or made_from[1:] != (agent.state, agent.state_since):
             # Changed while the script's reply was on its way (reserved by a later decision): keep that.
             return agent
         agent.state, agent.state_since, agent.reason, agent.call, agent.node = AgentState.READY, now, "", "", self.node

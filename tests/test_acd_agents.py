@@ -66,3 +66,21 @@ async def test_only_valid_transitions_and_redis_agrees(redis, steps):
     again = AgentDirectory(redis, clock=clock)
     await again.load()
     assert again.get("1001").state == agents.get("1001").state
+
+
+async def test_ready_step_rows_are_the_json_of_any_other_row(redis):
+    """The ready step writes its history row and event by hand (every decision's path): the
+    same JSON as the other rows and events, the time exact."""
+    import json
+
+    from acd.agents import outbox_row
+
+    agents = AgentDirectory(redis, node="acd-a")
+    await agents.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
+    now = 1795331939.123456789
+    _, row, event, _ = agents.ready_step("1001", now)
+    parsed = json.loads(row)
+    assert parsed == json.loads(outbox_row("agent_state", event_id=parsed["event_id"], agent_id="1001", state="ready",
+                                           reason=None, call_uniqueid=None, at=now))
+    assert json.loads(event) == {"type": "agent", "agent": "1001", "state": "ready", "reason": "", "call": "",
+                                 "at": now, "node": "acd-a"}
