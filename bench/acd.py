@@ -129,7 +129,6 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     arrivals = 0
     counter = 0
     pending: list = []
-    stop_at = time.perf_counter() + duration
 
     async def decide(agent_id: str, ready: bool = False) -> Optional[Any]:
         agent = directory.agents[agent_id]
@@ -164,7 +163,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
             if decision is not None:
                 agent = directory.agents[agent_id]
                 agent.state = AgentState.RESERVED       # as Redis holds it (since: the decision's time)
-                needs, priority = call_needs(rng)
+                needs, priority = callers[arrivals % len(callers)]
                 arrivals += 1
                 pending.append(WaitingCall(f"p{index}-{arrivals}", "PJSIP/trunk-x", "general", needs,
                                            priority, time.time()))
@@ -175,6 +174,10 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
                     await asyncio.gather(*(router.arrive(c, now) for c in batch))
             free.append(agent_id)
 
+    # The replacement callers' needs drawn before the clock starts: drawing them is the load
+    # generator's work, not the ACD's.
+    callers = [call_needs(rng) for _ in range(20_000)]
+    stop_at = time.perf_counter() + duration
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
