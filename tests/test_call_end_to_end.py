@@ -130,7 +130,10 @@ async def test_many_calls_match_the_ground_truth(redis, pool, redis_url, pg_url,
         assert row["outcome"] == truth[uid]["outcome"], uid
         if row["outcome"] == "answered":
             assert row["agent"] == truth[uid]["agent"]
-            assert row["wait_s"] == pytest.approx(truth[uid]["wait_s"], abs=0.1)
+            # (The ACD times the queue by when it hears the events, the simulator by when it sends
+            # them: a stall of the one event loop they share on a busy 2-core box shows as ~0.1 s.
+            # Getting the first queue time wrong would be off by a whole ring time, 0.75 s.)
+            assert row["wait_s"] == pytest.approx(truth[uid]["wait_s"], abs=0.25)
     # Every call ended with its agent back to ready: nobody stuck in the wrong state.
     assert {a.state for a in acd.agents.agents.values()} == {AgentState.READY}
 
