@@ -238,3 +238,21 @@ def test_node_names_are_stable_across_restarts_and_distinct_on_a_host():
     assert node_name(Settings(acd_port=8081)) == node_name(Settings(acd_port=8081))      # a restart: same name
     assert node_name(Settings(acd_port=8081)) != node_name(Settings(acd_port=8082))      # two on one host
     assert node_name(Settings(acd_port=0)) != node_name(Settings(acd_port=0))            # tests: any port
+
+
+def test_peer_messages_that_are_not_ours_are_ignored():
+    """What arrives on the nodes' channels is untrusted: anything unreadable is dropped, and a
+    node's own published changes are not applied twice."""
+    from acd.cluster import PeerListener, node_channel
+
+    agents, handed = [], []
+    listener = PeerListener(None, "acd-a", on_agent=agents.append, on_handoff=handed.append, on_gap=lambda: None)
+    for raw in ("not json", "[1, 2]", '"text"', "{"):
+        listener.dispatch(node_channel("acd-a"), raw)
+        listener.dispatch(Keys.events, raw)
+    listener.dispatch(Keys.events, '{"type": "agent", "agent": "1001", "state": "ready", "at": 1, "node": "acd-a"}')
+    listener.dispatch(Keys.events, '{"type": "call_ended", "uniqueid": "1", "node": "acd-b"}')
+    assert agents == [] and handed == []
+    listener.dispatch(Keys.events, '{"type": "agent", "agent": "1001", "state": "ready", "at": 1, "node": "acd-b"}')
+    listener.dispatch(node_channel("acd-a"), '{"call": "1", "agent": "1001", "at": "x"}')
+    assert [e["node"] for e in agents] == ["acd-b"] and len(handed) == 1

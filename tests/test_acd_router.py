@@ -158,6 +158,8 @@ def test_shipped_queue_file_is_valid():
     ({"queues": {"q": {"expand": [{"after_s": 5}]}}}, "queues.q.expand[0]: changes nothing"),
     ({"queues": {"bad name": {}}}, "queues.bad name: queue names are"),
     ({"queue": {}}, "queue: unknown key"),
+    ({"queues": {"q": {"callback_attempts": 0}}}, "queues.q.callback_attempts: must be a whole number, 1..10"),
+    ({"queues": {"q": {"callback_retry_s": "soon"}}}, "queues.q.callback_retry_s: must be a number of seconds"),
 ])
 def test_queue_file_errors_are_one_line(data, message):
     with pytest.raises(QueueConfigError) as info:
