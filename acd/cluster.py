@@ -41,6 +41,16 @@ def node_channel(node: str) -> str:
     return f"{Keys.prefix}acd:node:{node}"
 
 
+async def _cancelled(task: Optional[asyncio.Task]) -> None:
+    """Stop a background loop and wait until it has."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
 class Cluster:
     """This node's view of the live ACD nodes (renewed every ``beat_s``)."""
 
@@ -76,12 +86,7 @@ class Cluster:
         self._task = asyncio.create_task(self._beating(), name="acd-cluster")
 
     async def leave(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await _cancelled(self._task)
         try:
             await self.redis.zrem(Keys.acd_nodes, self.node)
         except (RedisError, OSError):
@@ -149,12 +154,7 @@ class PeerListener:
         self._task = asyncio.create_task(self._run(), name="acd-peers")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await _cancelled(self._task)
         await self._close()
 
     async def _subscribe(self) -> None:

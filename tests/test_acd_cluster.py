@@ -21,7 +21,7 @@ from launcher.paths import ASTERISK_CONFIG, SOUNDS
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
-from .test_acd_recovery import start_acd, until
+from .test_acd_recovery import records_settled, start_acd, until
 from .test_call_end_to_end import SPEED, plan, records
 
 AGENTS = ("1001", "1002", "1003", "1004")
@@ -148,11 +148,7 @@ async def test_a_killed_node_s_calls_are_adopted_by_the_other(redis, pool, redis
         procs["acd-a"].send_signal(signal.SIGKILL)
         await procs["acd-a"].wait()
         await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 40)
-        for _ in range(300):
-            if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+        await records_settled(pool, len(callers), timeout=20)
     finally:
         for proc in procs.values():
             if proc.returncode is None:

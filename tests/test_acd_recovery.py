@@ -28,6 +28,16 @@ async def until(predicate, timeout=10.0):
         await asyncio.sleep(0.02)
 
 
+async def records_settled(pool, count: int, timeout: float = 15.0) -> None:
+    """Wait until ``count`` call records are in PostgreSQL, then a little longer: a duplicate
+    would arrive by then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await pool.fetchval("SELECT count(*) FROM calls") < count and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+
+
 async def start_acd(env: dict[str, str], log_path) -> asyncio.subprocess.Process:
     log = open(log_path, "ab")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "launcher.cli", "acd", env=env,
@@ -79,11 +89,7 @@ async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redi
         proc = await start_acd(env, tmp_path / "acd.log")
         callers = [talking, ringing, *waiting, leaving]
         await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 20)
-        for _ in range(200):
-            if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+        await records_settled(pool, len(callers))
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
@@ -158,11 +164,7 @@ async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tm
         await proc.wait()
         proc = await start_acd(env, tmp_path / "acd.log")
         await asyncio.wait_for(asyncio.gather(busy.done.wait(), keeper.done.wait()), 20)
-        for _ in range(200):
-            if await pool.fetchval("SELECT count(*) FROM calls") >= 2:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)                          # a duplicate would arrive by now
+        await records_settled(pool, 2)
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
