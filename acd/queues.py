@@ -131,14 +131,6 @@ class QueueBook:
     source: Optional[Path] = None
     mtime: float = 0.0
 
-    @property
-    def digest(self) -> str:
-        """Short fingerprint of the rules: routing plans made under other rules are not reused."""
-        import hashlib
-
-        text = repr((self.default, sorted(self.queues.items())))     # teams' wrap-up does not route
-        return hashlib.sha1(text.encode()).hexdigest()[:10]
-
     def get(self, name: str) -> QueueConfig:
         return self.queues.get(name) or self.default
 

@@ -405,7 +405,6 @@ class Router:
         self._stages: dict[tuple, list] = {}
         self._rules: dict[str, str] = {}              # bucket -> its part of the explanation
         self._arrivals: dict[str, tuple] = {}         # bucket -> what its arrivals send alike
-        self._digest: Optional[tuple[QueueBook, str]] = None
         # "EVALSHA <sha> 6 <the first five keys>": the same at every decision, encoded once.
         self._offer_call = Packed("EVALSHA", self._offer.sha, 6, Keys.waiting, Keys.ready, Keys.buckets_version,
                                   Keys.bucket_heads, Keys.outbox)
@@ -515,17 +514,6 @@ class Router:
     def waits_that_matter(self, call: WaitingCall) -> list[float]:
         """Waits at which this call's requirement widens (when ready agents should look again)."""
         return [after for after, _ in self.queues.get(call.queue).stages(call.skills)[1:]]
-
-    @property
-    def digest(self) -> str:
-        cached = self._digest
-        if cached is None or cached[0] is not self.queues:
-            cached = self._digest = (self.queues, self.queues.digest)
-        return cached[1]
-
-    def plan_key(self, skills: dict[str, int]) -> str:
-        """(Kept for callers of the former stored plans; plans now travel with each decision.)"""
-        return Keys.plan(f"{self.version}:{self.digest}:{format_skills(skills) or '-'}")
 
     def _busy_key(self, now: float) -> str:
         # Local days change on a whole minute (UTC offsets are whole minutes): one look-up a minute.

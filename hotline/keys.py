@@ -36,10 +36,6 @@ class Keys:
         return f"hotline:wq:{bucket_id}"          # ZSET waiting uniqueid -> routing score, one exact requirement
 
     @staticmethod
-    def plan(name: str) -> str:
-        return f"hotline:plan:{name}"             # LIST: buckets agents with these skills serve (acd/router.py)
-
-    @staticmethod
     def busy(day: str) -> str:
         return f"hotline:busy:{day}"              # HASH agent id -> seconds on call or in wrap-up that day
 
