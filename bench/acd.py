@@ -178,12 +178,12 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     # generator's work, not the ACD's.
     callers = [call_needs(rng) for _ in range(20_000)]
     stop_at = time.perf_counter() + duration
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     await router.aclose()
     await redis.aclose()
-    results.put({"index": index, "elapsed": elapsed, "latencies": latencies, "claims": claims,
+    results.put({"index": index, "elapsed": elapsed, "cpu": cpu, "latencies": latencies, "claims": claims,
                  "arrivals": arrivals, "stale_retries": router.stale_retries})
 
 
@@ -270,6 +270,9 @@ def run_routing(url: str, ids: list[str], processes: int, duration: float, concu
         # and the mean cost of one routing script inside it (offers and arrivals alike).
         "redis_cpu_share": round((after["cpu_s"] - before["cpu_s"]) / elapsed, 2),
         "redis_script_us": round(after["script_usec"] / after["script_calls"], 1) if after["script_calls"] else 0,
+        # and each ACD process's own CPU per decision (its share of the arrivals included)
+        "acd_cpu_us_per_decision": [round(out["cpu"] / len(out["latencies"]) * 1e6, 1) for out in outs],
+        "redis_cpu_us_per_decision": round((after["cpu_s"] - before["cpu_s"]) / len(latencies) * 1e6, 1),
     }
 
 
@@ -398,7 +401,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 print(f"{transport} processes={processes}: {run['decisions_per_s']} decisions/s "
                       f"({run['decisions_per_s_per_process']} per process), p50 {run['p50_ms']} ms, "
                       f"p99 {run['p99_ms']} ms, double assignments {run['double_assignments']}, "
-                      f"redis-server CPU {run['redis_cpu_share']} core(s), {run['redis_script_us']} us/script",
+                      f"redis-server CPU {run['redis_cpu_share']} core(s), {run['redis_script_us']} us/script; CPU per decision: "
+                      f"ACD {run['acd_cpu_us_per_decision']} us, redis-server {run['redis_cpu_us_per_decision']} us",
                       file=sys.stderr, flush=True)
                 runs.append(run)
         # The headline: the most processes, over TCP when it ran (a Redis on another host), the
