@@ -283,12 +283,15 @@ class Distributor(PeerHandling):
         call.skills = "+".join(f"{k}:{v}" for k, v in skills.items())
         # A call coming back (agent did not answer) keeps its original place: head of its priority.
         waiting = WaitingCall(call.uniqueid, call.channel, queue, skills, priority, call.queued_at)
+        # Queued elsewhere before (a returning caller's own bucket, found again by recovery): it
+        # leaves that bucket, or two agents could be offered it.
+        leaving = call.bucket if call.bucket != waiting.bucket else ""
         call.bucket = waiting.bucket
         self.waiting[call.uniqueid] = waiting
         if first_entry and call.caller and self.router.queues.returning.enabled:
             self._spawn(self._returning(call, waiting))
             return
-        self._spawn(self._save_waiting(call, waiting))
+        self._spawn(self._save_waiting(call, waiting, leaving))
 
     def on_dialbegin(self, msg) -> None:
         call = self.calls.get(msg.get("Uniqueid", ""))
@@ -620,12 +623,14 @@ class Distributor(PeerHandling):
         self.waiting.pop(call.uniqueid, None)
         return False
 
-    async def _save_waiting(self, call: LiveCall, waiting: WaitingCall) -> None:
+    async def _save_waiting(self, call: LiveCall, waiting: WaitingCall, leaving: str = "") -> None:
         delay = 0.2
         # The caller waits in Asterisk whatever happens; keep trying while they are still waiting.
         while self.waiting.get(call.uniqueid) is waiting:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
+                    if leaving:
+                        await self.router.withdraw(pipe, call.uniqueid, leaving)
                     pipe.hset(Keys.call(call.uniqueid), mapping=call.to_redis())
                     pipe.publish(Keys.events, json.dumps({"type": "call_waiting", "uniqueid": call.uniqueid,
                                                           "queue": call.queue, "caller": call.caller}))

@@ -176,3 +176,67 @@ async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tm
     kept = rows[uid]
     assert (kept["outcome"], kept["agent"]) == ("answered", "1001")
     assert "still owed a call back" in (tmp_path / "acd.log").read_text()
+
+
+async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_only(redis, pool, redis_url, pg_url,
+                                                                                    tmp_path):
+    """A returning caller waiting in its own bucket for the agent who answered it last, when the
+    ACD is killed: the new process puts it back in its usual queue and takes it out of the old
+    bucket (else the agent's offer and another agent's could both take it). One record, answered."""
+    from acd.router import RETURNING_QUEUE, bucket_id, preference_skill
+
+    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
+    await sim.start()
+    ivr = await run_ivr(Settings(agi_port=0), redis)
+    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
+    directory = AgentDirectory(redis)
+    for agent_id in ("1001", "1002"):
+        sim.register_phone(agent_id)
+        await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
+    await directory.transition("1001", AgentState.READY)
+    await directory.transition("1002", AgentState.NOT_READY, reason="break")
+    await redis.set(Keys.last_agent("13900000001"), "1001")        # 1001 answered this caller before
+    rules = tmp_path / "queues.yaml"
+    rules.write_text("returning:\n  enabled: true\n  wait_s: 60\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
+               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
+               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
+               HOTLINE_ACD_QUEUES_FILE=str(rules))
+    own = Keys.bucket(bucket_id(RETURNING_QUEUE, {preference_skill("1001"): 1}))
+    proc = await start_acd(env, tmp_path / "acd.log")
+    try:
+        busy = sim.place_call(plan(number="13800000001", talk=6.0))          # keeps 1001 on a call
+        await until(lambda: busy.answered_at is not None)
+        again = sim.place_call(plan(number="13900000001", talk=0.2, patience=30))
+        await until(lambda: again.queued_at is not None)
+        uid = again.channel.uniqueid
+        for _ in range(250):                         # waiting for 1001 in its own bucket
+            if await redis.zscore(own, uid) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert await redis.zscore(own, uid) is not None
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        proc = await start_acd(env, tmp_path / "acd.log")
+        usual = bucket_id("general", {"mandarin": 1})
+        for _ in range(250):                         # recovery queues it again, in its usual bucket
+            if await redis.zscore(Keys.bucket(usual), uid) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert await redis.zscore(Keys.bucket(usual), uid) is not None
+        assert await redis.zscore(own, uid) is None, "still in the returning caller's own bucket too"
+        await asyncio.wait_for(asyncio.gather(busy.done.wait(), again.done.wait()), 20)
+        await records_settled(pool, 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await ivr.stop()
+        await sim.stop()
+    rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
+    assert len(rows) == 2
+    assert (rows[uid]["outcome"], rows[uid]["agent"]) == ("answered", "1001")
+    offered = await pool.fetch("SELECT agent_id FROM agent_states WHERE state = 'reserved' AND call_uniqueid = $1", uid)
+    assert [r["agent_id"] for r in offered] == ["1001"]
