@@ -5,10 +5,11 @@ which it reaches PostgreSQL's ``agent_states`` table (occupancy and time-in-stat
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -73,6 +74,26 @@ class Agent:
 def busy_day(now: float) -> str:
     """The local day whose busy seconds the ``least_occupied`` strategy compares."""
     return time.strftime("%Y%m%d", time.localtime(now))
+
+
+# History rows carry an id that makes writing them to PostgreSQL idempotent. uuid4() reads the
+# kernel's random source each time (a system call on every routing decision); a random prefix per
+# process (new in a forked child) and a counter are as unique here.
+_event_prefix = os.urandom(8).hex()
+_event_counter = itertools.count()
+
+
+def _new_event_ids() -> None:
+    global _event_prefix, _event_counter
+    _event_prefix, _event_counter = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_event_ids)
+
+
+def event_id() -> str:
+    """A unique id for one history row (32 hex digits)."""
+    return f"{_event_prefix}{next(_event_counter):016x}"
 
 
 def outbox_row(kind: str, **fields: Any) -> str:
@@ -227,7 +248,7 @@ class AgentDirectory:
                 raise AgentError(f"agent {agent_id}: {agent.state.value} -> {new.value} is not allowed")
             now = self.clock()
             busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
-            row = outbox_row("agent_state", event_id=str(uuid.uuid4()), agent_id=agent_id, state=new.value,
+            row = outbox_row("agent_state", event_id=event_id(), agent_id=agent_id, state=new.value,
                              reason=reason or None, call_uniqueid=call or None, at=now)
             event = json.dumps({"type": "agent", "agent": agent_id, "state": new.value, "reason": reason,
                                 "call": call, "at": now, "node": self.node})
@@ -285,7 +306,7 @@ class AgentDirectory:
         busy = now - agent.state_since if agent.state in (AgentState.ON_CALL, AgentState.WRAPUP) else 0.0
         # (On every decision's path: the history row and the event written out directly.)
         at = repr(now)
-        row = (f'{{"kind": "agent_state", "event_id": "{uuid.uuid4().hex}", "agent_id": {json.dumps(agent_id)}, '
+        row = (f'{{"kind": "agent_state", "event_id": "{event_id()}", "agent_id": {json.dumps(agent_id)}, '
                f'"state": "ready", "reason": null, "call_uniqueid": null, "at": {at}}}')
         event = (f'{{"type": "agent", "agent": {json.dumps(agent_id)}, "state": "ready", "reason": "", "call": "", '
                  f'"at": {at}, "node": {json.dumps(self.node)}}}')
@@ -311,7 +332,7 @@ class AgentDirectory:
                 pipe.lpush(Keys.decisions, json.dumps(explanation, ensure_ascii=False))
                 pipe.ltrim(Keys.decisions, 0, 499)
             pipe.rpush(Keys.outbox, outbox_row(
-                "agent_state", event_id=str(uuid.uuid4()), agent_id=agent.id, state=agent.state.value,
+                "agent_state", event_id=event_id(), agent_id=agent.id, state=agent.state.value,
                 reason=None, call_uniqueid=agent.call or None, at=agent.state_since))
             await pipe.execute()
 

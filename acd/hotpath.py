@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Awaitable, Optional
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -32,11 +32,12 @@ __all__ = ["Lane", "open_lane", "pack"]
 
 
 def _bulk(value: Any) -> bytes:
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         data = value.encode()
-    elif isinstance(value, bytes):
+    elif kind is bytes:
         data = value
-    elif isinstance(value, float):
+    elif kind is float:
         data = repr(value).encode()
     else:
         data = str(value).encode()
@@ -44,17 +45,28 @@ def _bulk(value: Any) -> bytes:
 
 
 def pack(*parts: Any) -> bytes:
-    """One RESP command; a part that is a :class:`Packed` is spliced in as already encoded args."""
+    """One RESP command; a part that is a :class:`Packed` is spliced in as already encoded args.
+    (On every routing decision: the parts are encoded inline, no call per part.)"""
     count = 0
-    out = []
+    out = [b""]
     for part in parts:
-        if isinstance(part, Packed):
+        kind = type(part)
+        if kind is Packed:
             count += part.count
             out.append(part.data)
+            continue
+        if kind is str:
+            data = part.encode()
+        elif kind is bytes:
+            data = part
+        elif kind is float:
+            data = repr(part).encode()
         else:
-            count += 1
-            out.append(_bulk(part))
-    return b"*%d\r\n" % count + b"".join(out)
+            data = str(part).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        count += 1
+    out[0] = b"*%d\r\n" % count
+    return b"".join(out)
 
 
 class Packed:
@@ -209,21 +221,61 @@ class Lane:
     def _send(self, proto: _Protocol, command: bytes) -> asyncio.Future:
         return proto.send(self._loop, command)
 
+    def request(self, command: bytes) -> Awaitable:
+        """Send one packed command; await the result for its reply (a Redis error reply comes back
+        as an exception *object*, not raised). Written at once when connected, as is the rule on
+        the hot path: no coroutine in between, and no ``get_running_loop()``, which on Python 3.11
+        makes a ``getpid()`` system call each time. A lane serves the loop it connected from; after
+        that loop closed (a new one, as between tests) it connects again."""
+        proto = self._proto
+        if proto is not None and not proto.closed and not self._loop.is_closed():
+            return proto.send(self._loop, command)
+        return self._request_when_connected(command)
+
+    async def _request_when_connected(self, command: bytes) -> Any:
+        proto = await self._ready()
+        return await proto.send(self._loop, command)
+
     async def execute(self, command: bytes) -> Any:
         """Send one packed command, return its reply (errors raised as redis-py's)."""
-        proto = await self._ready()
-        reply = await proto.send(self._loop, command)
+        reply = await self.request(command)
         if isinstance(reply, Exception):
             raise _error(reply)
         return reply
 
     async def evalsha(self, sha: str, script: str, command: bytes) -> Any:
         """``command`` is a packed ``EVALSHA sha ...``; on NOSCRIPT the script is loaded and sent again."""
-        try:
-            return await self.execute(command)
-        except NoScriptError:
+        reply = await self.request(command)
+        if isinstance(reply, Exception):
+            error = _error(reply)
+            if not isinstance(error, NoScriptError):
+                raise error
             await self.execute(pack("SCRIPT", "LOAD", script))
             return await self.execute(command)
+        return reply
+
+    async def evalsha_many(self, sha: str, script: str, commands: list[bytes]) -> list[Any]:
+        """Several packed ``EVALSHA`` commands written together (one round trip), their replies in
+        order; an error reply is returned in its place as a redis-py exception, not raised."""
+        futures = [self.request(command) for command in commands]
+        replies: list[Any] = []
+        for future in futures:                  # every one awaited: none left unretrieved
+            try:
+                reply = await future
+                if isinstance(reply, Exception):
+                    reply = _error(reply)
+            except (RedisConnectionError, RedisTimeoutError) as exc:    # the connection failed under them
+                reply = exc
+            replies.append(reply)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self.execute(pack("SCRIPT", "LOAD", script))
+            for i, reply in enumerate(replies):
+                if isinstance(reply, NoScriptError):
+                    try:
+                        replies[i] = await self.execute(commands[i])
+                    except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+                        replies[i] = exc
+        return replies
 
     def _close(self, proto: _Protocol) -> None:
         proto.fail(RedisConnectionError("connection to Redis closed"))

@@ -101,18 +101,19 @@ end
 #       ("state|since", "*" for no check; "" when the agent is ready already), history row, event channel, event,
 #       busy seconds to add (the agent's READY transition and the decision, one round trip),
 #       13 this node, 14 prefix of the nodes' channels (a call another node follows is handed to it),
-#       then the plan (worked out by Router.plan from the bucket list at that version): n, n bucket
+#       15 "1" when returning callers are on (queues.yaml), then the plan (worked out by Router.plan from the bucket list at that version): n, n bucket
 #       ids, m, then m pairs: position in the plan, seconds of waiting from which the agent may
 #       serve that bucket (skill expansion; the wait of a bucket's first call decides for it).
 # A returning caller waiting for this agent (bucket "returning:prefer-agent-<agent>:1", see
-# Router.preferred) is taken before anything in the plan.
+# preference_skill) is taken before anything in the plan. (With returning callers off nobody
+# waits there: a caller left in such a bucket by a crash is queued again by recovery.)
 # Returns {1, call, bucket, score, agent's previous state_since, node following the call}, {0} for
 # no call, {-1} agent not ready, {-2} stale bucket list, {-3, state, since} agent changed meanwhile.
 # An agent that becomes ready and is reserved at once never enters the ready indexes.
 OFFER = _RESERVE + _HEAD + """
 local v = redis.call('GET', KEYS[3]) or '0'
 if v ~= ARGV[3] then return {-2} end
-local P = 15
+local P = 16
 local agent = ARGV[1]
 local becoming = ARGV[8] ~= ''
 local akey = ARGV[5] .. agent
@@ -141,7 +142,8 @@ local best, bestscore, bestraw, ties
 local bid, uid
 -- A returning caller waiting for this very agent comes first: its own bucket, which no plan holds.
 local own = 'returning:prefer-agent-' .. agent .. ':1'
-local mine = redis.call('ZRANGE', ARGV[6] .. own, 0, 0, 'WITHSCORES')
+local mine = {}
+if ARGV[15] == '1' then mine = redis.call('ZRANGE', ARGV[6] .. own, 0, 0, 'WITHSCORES') end
 if mine[1] then
   bid, uid, bestraw = own, mine[1], mine[2]
 else
@@ -245,15 +247,16 @@ for s = 1, nsets do
   if n == 0 then agents = redis.call('ZRANGE', KEYS[3], 0, -1)
   else
     -- scan the smallest index: the needed skill fewest ready agents hold at the level
-    local pick = 1
+    local pick, least = 1, nil
     if n > 1 then
-      local least
       for k = 1, n do
         local c = redis.call('ZCOUNT', skp .. req[k][1], req[k][2], '+inf')
         if least == nil or c < least then least, pick = c, k end
       end
     end
-    agents = redis.call('ZRANGEBYSCORE', skp .. req[pick][1], req[pick][2], '+inf')
+    -- (while callers queue, nobody ready has the skill: no range to read)
+    if least == 0 then agents = {}
+    else agents = redis.call('ZRANGEBYSCORE', skp .. req[pick][1], req[pick][2], '+inf') end
   end
   for _, a in ipairs(agents) do
     if not seen[a] then
@@ -285,8 +288,7 @@ end
 if ncand == 0 then
   redis.call('ZADD', KEYS[1], ARGV[2], uid)
   redis.call('ZADD', KEYS[2], ARGV[2], uid)
-  local head = redis.call('ZSCORE', KEYS[8], ARGV[7])
-  if not head or tonumber(ARGV[2]) < tonumber(head) then redis.call('ZADD', KEYS[8], ARGV[2], ARGV[7]) end
+  redis.call('ZADD', KEYS[8], 'LT', ARGV[2], ARGV[7])      -- the bucket's head, if it comes first
   redis.call('HSET', KEYS[4], 'state', 'waiting', 'agent', '')
   if redis.call('SADD', KEYS[6], ARGV[7]) == 1 then redis.call('INCR', KEYS[7]) end
   return {0, 0}
@@ -410,7 +412,7 @@ class Router:
                                   Keys.bucket_heads, Keys.outbox)
         self._offer_prefixes = Packed(Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""), Keys.call(""))
         self._no_ready = Packed("", "", "", "", "0")
-        self._node_args = Packed(node, node_channel(""))
+        self._node_args = self._node_arguments()
         self._busy_minute, self._busy = None, ""
         self.stale_retries = 0
 
@@ -422,9 +424,13 @@ class Router:
     def queues(self, queues: QueueBook) -> None:
         self.set_queues(queues)
 
+    def _node_arguments(self) -> Packed:
+        return Packed(self.node, node_channel(""), "1" if self._queues.returning.enabled else "0")
+
     def set_queues(self, queues: QueueBook) -> None:
         """New queue rules: the plans and per-bucket arguments made under the old ones go."""
         self._queues = queues
+        self._node_args = self._node_arguments()
         self._plans.clear()
         self._packed.clear()
         self._by_dict.clear()
@@ -574,8 +580,9 @@ class Router:
         return None
 
     def _arrival(self, bucket: str, queue_name: str, skills: dict[str, int]):
-        """What every arrival in this bucket sends alike, encoded once: (strategy, keys before the
-        call's key, keys after the busy key, script arguments after ``now``, [(wait, set)])."""
+        """What every arrival in this bucket sends alike, encoded once: (strategy, the command's
+        start up to the call's key, keys after the busy key, script arguments after ``now``,
+        [(wait, set)])."""
         entry = self._arrivals.get(bucket)
         if entry is None:
             queue = self.queues.get(queue_name)
@@ -586,7 +593,7 @@ class Router:
                     flat += [skill, level]
                 stages.append((after, Packed(*flat)))
             entry = self._arrivals[bucket] = (
-                queue.strategy, Packed(Keys.waiting, Keys.bucket(bucket), Keys.ready),
+                queue.strategy, Packed("EVALSHA", self._arrive.sha, 8, Keys.waiting, Keys.bucket(bucket), Keys.ready),
                 Packed(Keys.buckets, Keys.buckets_version, Keys.bucket_heads),
                 Packed(queue.strategy, Keys.ready_skill(""), Keys.agent(""), bucket), stages)
         return entry
@@ -604,24 +611,45 @@ class Router:
         """The call is waiting: give it the best ready agent by its queue's strategy, or queue it."""
         now = self.clock() if now is None else now
         bucket = call.bucket
-        strategy, keys_a, keys_b, fixed, stages = self._arrival(bucket, call.queue, call.skills)
-        wait = now - call.queued_at
-        sets = [stage for after, stage in stages if after <= wait]
-        command = pack("EVALSHA", self._arrive.sha, 8, keys_a, Keys.call(call.uniqueid), self._busy_key(now), keys_b,
-                       call.uniqueid, repr(call.score), repr(now), fixed, len(sets), *sets)
+        command = self._arrive_command(call, bucket, now)
         if self.lane is not None:
             result = await self.lane.evalsha(self._arrive.sha, ARRIVE, command)
         else:
             flat = _unpack(Packed.raw(command))[3:]
             result = await self._arrive(keys=flat[:8], args=flat[8:])
+        return self._arrived(call, bucket, now, result)
+
+    async def arrive_many(self, calls: list[WaitingCall], now: Optional[float] = None) -> list[Optional[Decision]]:
+        """Several calls waiting at once (a burst of callers reaching the queue), in this order: on
+        the lean connection their scripts are written together, one round trip; each is still its
+        own atomic decision. If one failed, that error is raised after all were answered."""
+        now = self.clock() if now is None else now
+        if self.lane is None:
+            return [await self.arrive(call, now) for call in calls]
+        buckets = [call.bucket for call in calls]
+        replies = await self.lane.evalsha_many(self._arrive.sha, ARRIVE, [
+            self._arrive_command(call, bucket, now) for call, bucket in zip(calls, buckets)])
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        return [self._arrived(call, bucket, now, result) for call, bucket, result in zip(calls, buckets, replies)]
+
+    def _arrive_command(self, call: WaitingCall, bucket: str, now: float) -> bytes:
+        _, lead, keys_b, fixed, stages = self._arrival(bucket, call.queue, call.skills)
+        wait = now - call.queued_at
+        sets = [stage for after, stage in stages if after <= wait]
+        return pack(lead, Keys.call(call.uniqueid), self._busy_key(now), keys_b, call.uniqueid, repr(call.score),
+                    repr(now), fixed, len(sets), *sets)
+
+    def _arrived(self, call: WaitingCall, bucket: str, now: float, result: list) -> Optional[Decision]:
         if result[0] != 1:
             return None
         count, since = int(result[1]), result[2]
         tail = result[3:]
         candidates = [(tail[i], float(tail[i + 1])) for i in range(0, len(tail), 2)]
-        return Decision(call.uniqueid, candidates[0][0], "call_arrived", rule=_RULES[strategy],
-                        bucket=bucket, agent_ready_since=since, candidates=candidates,
-                        candidate_count=count, at=now)
+        strategy = self._arrival(bucket, call.queue, call.skills)[0]
+        return Decision(call.uniqueid, candidates[0][0], "call_arrived", rule=_RULES[strategy], bucket=bucket,
+                        agent_ready_since=since, candidates=candidates, candidate_count=count, at=now)
 
 
 def _unpack(packed: Packed) -> list[str]:

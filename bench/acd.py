@@ -171,7 +171,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
                     batch = pending[:]
                     pending.clear()
                     now = time.time()
-                    await asyncio.gather(*(router.arrive(c, now) for c in batch))
+                    await router.arrive_many(batch, now)
             free.append(agent_id)
 
     # The replacement callers' needs drawn before the clock starts: drawing them is the load

@@ -426,11 +426,14 @@ async def test_agents_freed_at_once_are_offered_in_order_in_one_round_trip(redis
 async def test_a_returning_caller_is_taken_first_by_its_agent_only(redis):
     """The caller's own bucket (returning callers): only offers for that agent see it, and before
     anything else it could serve, even an older caller of higher priority."""
+    from dataclasses import replace
+
+    from acd.queues import Returning
     from acd.router import RETURNING_QUEUE, preference_skill
 
     clock = Clock()
     directory = await floor(redis, clock, [("1001", {"mandarin": 5}), ("1002", {"mandarin": 5})])
-    router = Router(redis, QUEUES, clock=clock)
+    router = Router(redis, replace(QUEUES, returning=Returning(enabled=True)), clock=clock)
     back = WaitingCall("back", "PJSIP/trunk-2", RETURNING_QUEUE, {preference_skill("1002"): 1}, 0, clock.now)
     assert await router.arrive(back) is None
     await directory.transition("1001", AgentState.READY)
@@ -441,6 +444,21 @@ async def test_a_returning_caller_is_taken_first_by_its_agent_only(redis):
     decision = await router.offer("1002", {"mandarin": 5})
     assert decision.call == "back" and "returning caller" in decision.rule
     assert await redis.zrange(Keys.waiting, 0, -1) == ["older"]
+
+
+async def test_with_returning_callers_off_offers_skip_the_agents_own_bucket(redis):
+    """Off (the default), nobody waits in an agent's own bucket, and offers do not look there."""
+    from acd.router import RETURNING_QUEUE, preference_skill
+
+    clock = Clock()
+    directory = await floor(redis, clock, [("1002", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    assert not QUEUES.returning.enabled
+    assert await router.arrive(WaitingCall("back", "PJSIP/trunk-2", RETURNING_QUEUE, {preference_skill("1002"): 1},
+                                           0, clock.now)) is None
+    assert await router.arrive(call("usual", clock.now, {"mandarin": 1})) is None
+    await directory.transition("1002", AgentState.READY)
+    assert (await router.offer("1002", {"mandarin": 5})).call == "usual"
 
 
 async def test_a_reservation_is_published_by_its_script_in_order(redis):
@@ -469,3 +487,61 @@ async def test_a_reservation_is_published_by_its_script_in_order(redis):
                          "at": clock.now, "node": "acd-a"}
     finally:
         await pubsub.aclose()
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_calls_arriving_together_are_decided_in_order(redis, lean):
+    """A burst of arrivals: one round trip on the lean connection, each its own decision, in the
+    order given (the first caller gets the agent idle longest, the last one waits)."""
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5}), ("1002", {"mandarin": 5})])
+    await ready(directory, clock, "1002", "1001")
+    router = Router(redis, QUEUES, clock=clock, lean=lean)
+    await redis.script_flush()                      # not loaded yet: every one of them loads it again
+    burst = [call(uid, clock.now, {"mandarin": 1}) for uid in ("a", "b", "c")]
+    decisions = await router.arrive_many(burst)
+    assert [d and (d.call, d.agent, d.kind) for d in decisions] == [("a", "1002", "call_arrived"),
+                                                                    ("b", "1001", "call_arrived"), None]
+    assert await redis.zrange(Keys.waiting, 0, -1) == ["c"]
+
+
+async def test_a_burst_of_arrivals_fails_whole_when_redis_goes_away(redis):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from acd.hotpath import Lane
+
+    router = Router(redis, QUEUES)
+    router.lane = Lane("127.0.0.1", 1, connect_timeout=1)          # nothing listens there
+    with pytest.raises(RedisConnectionError):
+        await router.arrive_many([call("a", 1.0, {"mandarin": 1}), call("b", 1.0, {"mandarin": 1})])
+
+
+def test_a_lane_serves_a_new_event_loop_after_its_first_one_closed(redis_url):
+    """The hot path does not ask for the running loop on every request (a system call on Python
+    3.11); a lane whose loop has closed connects again from the new one."""
+    from redis.asyncio import Redis
+
+    from acd.hotpath import open_lane, pack
+
+    lane = open_lane(Redis.from_url(redis_url))
+    assert asyncio.run(lane.execute(pack("PING"))) == "PONG"
+    assert asyncio.run(lane.execute(pack("PING"))) == "PONG"
+
+
+def test_history_row_ids_are_unique_and_differ_in_a_forked_child():
+    import os
+
+    from acd.agents import event_id
+
+    ids = {event_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: its ids must not repeat the parent's
+        os.write(write, event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child not in ids and child[:16] != next(iter(ids))[:16]
