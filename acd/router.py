@@ -18,7 +18,8 @@ never give one call to two agents or two calls to one agent:
   heads of those buckets in one ``ZMSCORE``, takes the best (priority, then longest wait) and
   reserves both. If the bucket list changed since Python read it (``hotline:buckets:version``),
   the script refuses and Python re-reads it. When a wrap-up ends, the agent's READY transition
-  is made by the same script (reserved at once, the agent never enters the ready indexes).
+  is made by the same script (reserved at once, the agent never enters the ready indexes, and
+  only the reservation is published: the history keeps both).
 - **call arrived** (:meth:`Router.arrive`): the script collects ready agents that meet the
   requirement (from the smallest needed skill index, by ``ZCOUNT``), scores them by the queue's strategy
   (``longest_idle``, ``least_occupied`` today, ``best_skill``), ties going to the longest
@@ -124,7 +125,6 @@ if becoming then
     if cur[1] ~= st or tonumber(cur[2]) ~= tonumber(at) then return {-3, cur[1], cur[2] or '0'} end
   end
   redis.call('RPUSH', KEYS[5], ARGV[9])
-  redis.call('PUBLISH', ARGV[10], ARGV[11])
   if tonumber(ARGV[12]) > 0 then
     redis.call('HINCRBYFLOAT', KEYS[6], agent, ARGV[12])
     redis.call('EXPIRE', KEYS[6], 259200)
@@ -171,6 +171,9 @@ else
   end
   if not best then
     if becoming then
+      -- (Ready is announced only when the agent stays ready: reserved at once, the reservation
+      -- is the news. Every node and desktop hears every agent change; the history has both.)
+      redis.call('PUBLISH', ARGV[10], ARGV[11])
       redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '', 'node', ARGV[13])
       redis.call('ZADD', KEYS[2], ARGV[2], agent)
       local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')

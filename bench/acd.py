@@ -13,6 +13,12 @@ agent owned by another process too, so processes race for the same agents as wel
 same calls. Afterwards every assignment is checked: a call given twice, or an agent given
 two calls while it was ready once, counts as a double assignment.
 
+As in the product, each waiting caller is followed by one process (the ``owner`` of its call),
+which hears of a reservation another process made for it on its own channel, and every process
+keeps its copies of the agents in step with the changes the others publish (a PeerListener per
+process). That traffic is part of running several ACD processes and is measured with them.
+The JSON gives each process's CPU and redis-server's per decision, to see who limits a run.
+
 Then, through the simulated PBX (AMI over TCP, the shipped dialplan), the time from an
 agent becoming free (its wrap-up ends) to the next waiting caller's ring reaching that
 agent's phone: ``free_to_ring_p50_ms`` / ``free_to_ring_p99_ms``.
@@ -68,7 +74,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # ---- set-up --------------------------------------------------------------------------------
-async def populate(url: str, agents: int, waiting: int, seed: int) -> list[str]:
+def node_of(index: int) -> str:
+    return f"bench-acd-{index}"
+
+
+async def populate(url: str, agents: int, waiting: int, seed: int, processes: int = 1) -> list[str]:
     from redis.asyncio import Redis
 
     from acd.agents import AgentDirectory
@@ -93,6 +103,13 @@ async def populate(url: str, agents: int, waiting: int, seed: int) -> list[str]:
         needs, priority = call_needs(rng)
         await router.arrive(WaitingCall(f"w{i}", f"PJSIP/trunk-{i:08x}", "general", needs, priority,
                                         now - rng.uniform(0, 600)))
+    # Each waiting caller is followed by one of the ACD processes (in the product: claimed when it
+    # arrives), which is named in the agent changes its reservation publishes.
+    for start in range(0, waiting, 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(waiting, start + 1000)):
+                pipe.hset(Keys.call(f"w{i}"), "owner", node_of(i % processes))
+            await pipe.execute()
     await redis.delete("hotline:outbox")
     await router.aclose()
     await redis.aclose()
@@ -113,21 +130,45 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     from redis.asyncio import Redis
 
     from acd.agents import AgentDirectory
+    from acd.cluster import PeerListener
+    from acd.hotpath import pack
     from acd.router import AgentChanged, Router, WaitingCall
+    from hotline.keys import Keys
     from hotline.model import AgentState
 
     rng = random.Random(seed * 100 + index)
+    node = node_of(index)
     redis = Redis.from_url(url, decode_responses=True, max_connections=concurrency * 20)
-    directory = AgentDirectory(redis)
+    directory = AgentDirectory(redis, node=node)
     await directory.load()
-    router = Router(redis)
+    router = Router(redis, node=node)
     await router.prepare(agent.skills for agent in directory.agents.values())
+
+    def reserved(agent_id: str, call: str, at: float, follower: str) -> None:
+        # Our copy of the agent follows a reservation (as Distributor._assigned / on_handoff).
+        agent = directory.agents.get(agent_id)
+        if agent is not None:
+            agent.state, agent.state_since, agent.call, agent.reason, agent.node = (
+                AgentState.RESERVED, at, call, "", follower)
+
+    def on_handoff(event: dict) -> None:
+        try:
+            reserved(str(event["agent"]), str(event["call"]), float(event["at"]), node)
+        except (KeyError, TypeError, ValueError):
+            pass
+
+    # Every agent change of every process reaches this one, as in the product (Distributor.on_peer_agent):
+    # keeping the copies in step is part of running several ACD processes, and is measured with them.
+    peers = PeerListener(redis, node, on_agent=directory.apply_peer_event, on_handoff=on_handoff,
+                         on_gap=lambda: None)
+    await peers.start()
     free = deque(own)
     rng.shuffle(free)
     latencies: list[float] = []
     claims: list[tuple[str, str, str]] = []
     arrivals = 0
     counter = 0
+    changed = 0
     pending: list = []
 
     async def decide(agent_id: str, ready: bool = False) -> Optional[Any]:
@@ -139,6 +180,8 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
             decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
         except AgentChanged:
             # The other process reserved it meanwhile (as Distributor.free_agent: read, check again).
+            nonlocal changed
+            changed += 1
             agent = await directory.reload(agent_id)
             step = directory.ready_step(agent_id, now)
             decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
@@ -146,6 +189,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         if ready:
             directory.became_ready(agent_id, now)
         if decision is not None:
+            reserved(decision.agent, decision.call, decision.at, decision.owner or node)
             claims.append((decision.call, decision.agent, decision.agent_ready_since))
         return decision
 
@@ -153,7 +197,6 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         nonlocal arrivals, counter
         while time.perf_counter() < stop_at and free:
             agent_id = free.popleft()
-            agent = directory.agents[agent_id]
             # Wrap-up over: the agent becomes ready and takes the best call it can serve, one script
             # (as Distributor.free_agent does).
             decision = await decide(agent_id, ready=True)
@@ -161,8 +204,6 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
             if counter % 8 == 0:                    # race another process for one of its agents
                 await decide(rng.choice(everyone))
             if decision is not None:
-                agent = directory.agents[agent_id]
-                agent.state = AgentState.RESERVED       # as Redis holds it (since: the decision's time)
                 needs, priority = callers[arrivals % len(callers)]
                 arrivals += 1
                 pending.append(WaitingCall(f"p{index}-{arrivals}", "PJSIP/trunk-x", "general", needs,
@@ -171,7 +212,12 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
                     batch = pending[:]
                     pending.clear()
                     now = time.time()
+                    # followed by this process (in the product: claimed as it arrives), then queued
+                    owners = [router.lane.request(pack("HSET", Keys.call(c.uniqueid), "owner", node))
+                              for c in batch]
                     await router.arrive_many(batch, now)
+                    for owner in owners:
+                        await owner
             free.append(agent_id)
 
     # The replacement callers' needs drawn before the clock starts: drawing them is the load
@@ -181,10 +227,12 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    await peers.stop()
     await router.aclose()
     await redis.aclose()
     results.put({"index": index, "elapsed": elapsed, "cpu": cpu, "latencies": latencies, "claims": claims,
-                 "arrivals": arrivals, "stale_retries": router.stale_retries})
+                 "arrivals": arrivals, "stale_retries": router.stale_retries,
+                 "agent_changed": changed})
 
 
 async def check(url: str, claims: list[tuple[str, str, str]]) -> int:
@@ -266,6 +314,8 @@ def run_routing(url: str, ids: list[str], processes: int, duration: float, concu
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
         "double_assignments": doubles,
         "bucket_list_reloads": sum(out["stale_retries"] for out in outs),
+        # READY refused because another process had changed the agent first (read again, retried)
+        "agent_changed_retries": sum(out["agent_changed"] for out in outs),
         # Where the time goes: redis-server's CPU over the run (1.0 = one core busy throughout)
         # and the mean cost of one routing script inside it (offers and arrivals alike).
         "redis_cpu_share": round((after["cpu_s"] - before["cpu_s"]) / elapsed, 2),
@@ -284,7 +334,6 @@ async def free_to_ring(redis_url: str, agents: int, callers: int, seed: int) -> 
     from acd.distributor import Distributor
     from hotline.ami import AMIClient
     from hotline.embedded import free_port
-    from hotline.model import AgentState
     from launcher.paths import ASTERISK_CONFIG, SOUNDS
     from pbxsim.scenario import CallerPlan, Scenario
     from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
@@ -395,7 +444,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         for transport in transports:
             for processes in ([args.processes] if args.processes else [1, 2]):
                 url = server.unix_url if transport == "unix" else server.url
-                ids = _run(populate(url, args.agents, args.waiting, args.seed))
+                ids = _run(populate(url, args.agents, args.waiting, args.seed, processes))
                 run = {"transport": transport, "concurrency": args.concurrency,
                        **run_routing(url, ids, processes, args.duration, args.concurrency, args.seed)}
                 print(f"{transport} processes={processes}: {run['decisions_per_s']} decisions/s "

@@ -21,3 +21,7 @@ def test_bench_acd_small(capsys):
     assert [(r["transport"], r["processes"]) for r in result["runs"]] == [("tcp", 2), ("unix", 2)]
     assert result["transport"] == "tcp" and len(result["unix_decisions_per_s_per_process"]) == 2
     assert all(r["double_assignments"] == 0 and r["redis_script_us"] > 0 for r in result["runs"])
+    # Each process keeps its copies of the agents in step with the other's published changes (as
+    # the ACD does), so READY is hardly ever refused for a stale copy; their CPU is reported.
+    assert all(len(r["acd_cpu_us_per_decision"]) == 2 and r["redis_cpu_us_per_decision"] > 0 for r in result["runs"])
+    assert all(r["agent_changed_retries"] <= r["decisions"] // 20 for r in result["runs"])

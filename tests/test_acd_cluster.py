@@ -9,6 +9,8 @@ import signal
 from collections import defaultdict
 from contextlib import asynccontextmanager
 
+import pytest
+
 from acd.agents import TRANSITIONS
 from acd.service import run_acd
 from hotline.embedded import free_port
@@ -252,3 +254,43 @@ def test_peer_messages_that_are_not_ours_are_ignored():
     listener.dispatch(Keys.events, '{"type": "agent", "agent": "1001", "state": "ready", "at": 1, "node": "acd-b"}')
     listener.dispatch(node_channel("acd-a"), '{"call": "1", "agent": "1001", "at": "x"}')
     assert [e["node"] for e in agents] == ["acd-b"] and len(handed) == 1
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_peer_messages_arrive_and_the_subscription_survives_its_connection(redis, lean):
+    """Agent changes of the other nodes reach the listener (on the lean connection, or through
+    redis-py); a handler that fails does not end the subscription; a killed connection is
+    subscribed again, and the gap reported (the node then re-reads its agents)."""
+    import json
+
+    from acd.cluster import PeerListener
+
+    seen, gaps = [], []
+
+    def on_agent(event):
+        if event["agent"] == "bad":
+            raise RuntimeError("handler failed")
+        seen.append(event["agent"])
+
+    def change(agent):
+        return json.dumps({"type": "agent", "agent": agent, "state": "ready", "at": 1, "node": "acd-b"})
+
+    listener = PeerListener(redis, "acd-a", on_agent=on_agent, on_handoff=lambda e: None,
+                            on_gap=lambda: gaps.append(1), lean=lean)
+    await listener.start()
+    try:
+        assert (listener._subscription is not None) is lean
+        await redis.publish(Keys.events, change("bad"))
+        await redis.publish(Keys.events, change("1001"))
+        await until(lambda: seen == ["1001"])
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await until(lambda: gaps == [1])
+        await until(lambda: listener.subscribed)
+        for _ in range(100):                 # subscribed again: a change published now arrives
+            await redis.publish(Keys.events, change("1002"))
+            await asyncio.sleep(0.02)
+            if "1002" in seen:
+                break
+        assert seen[:2] == ["1001", "1002"]
+    finally:
+        await listener.stop()
