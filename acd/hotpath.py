@@ -29,7 +29,7 @@ try:
 except ImportError:                       # pragma: no cover - hiredis is a dependency
     hiredis = None
 
-__all__ = ["Lane", "Subscription", "open_lane", "pack"]
+__all__ = ["Lane", "Subscription", "bulk", "open_lane", "pack"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ def _bulk(value: Any) -> bytes:
         data = repr(value).encode()
     else:
         data = str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def bulk(text: str) -> bytes:
+    """One argument, encoded."""
+    data = text.encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 

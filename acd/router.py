@@ -47,7 +47,7 @@ from hotline.model import format_skills, parse_skills
 
 from .agents import busy_day
 from .cluster import node_channel
-from .hotpath import Packed, open_lane, pack
+from .hotpath import Packed, bulk, open_lane, pack
 from .queues import QueueBook
 
 __all__ = ["AgentChanged", "Decision", "RETURNING_QUEUE", "Router", "WaitingCall", "bucket_id", "parse_bucket",
@@ -55,7 +55,11 @@ __all__ = ["AgentChanged", "Decision", "RETURNING_QUEUE", "Router", "WaitingCall
 
 log = logging.getLogger(__name__)
 
-PRIORITY_WEIGHT = 1e11          # seconds: any higher priority beats any wait
+# Routing scores are whole milliseconds: Redis keeps a small sorted set (a queue bucket) as a
+# list of strings and parses every score it passes while inserting; an integer score is kept as an
+# integer and read without parsing (fractional seconds made strtod the routing scripts' top cost).
+PRIORITY_WEIGHT = 4_000_000_000_000     # ms (~126 years): any higher priority beats any wait; 999 of
+                                        # them plus the epoch in ms stay below 2**53 (exact in a double)
 
 # Every agent change is published in the script that makes it, so that the other ACD nodes (and
 # the desktops) hear of the changes in the order Redis made them. ("now" is a float's repr, kept
@@ -158,8 +162,8 @@ else
         local ok = true
         if after[j] then
           local p = 0
-          if sc < 0 then p = math.ceil(-sc / 1e11) end
-          ok = now - (sc + p * 1e11) >= after[j]
+          if sc < 0 then p = math.ceil(-sc / @WEIGHT@) end
+          ok = now - (sc + p * @WEIGHT@) / 1000 >= after[j]
         end
         if ok then
           if best == nil or sc < bestscore then best, bestscore, bestraw, ties = j, sc, raw, nil
@@ -218,7 +222,7 @@ if owner ~= '' and owner ~= ARGV[13] then
     score = bestraw, at = ARGV[2], by = ARGV[13]}))
 end
 return {1, uid, bid, bestraw, since, owner}
-"""
+""".replace("@WEIGHT@", str(PRIORITY_WEIGHT))
 
 # KEYS: waiting, bucket, bucket heads; ARGV: uid, bucket id (the caller hung up)
 WITHDRAW = _HEAD + """
@@ -309,11 +313,12 @@ return out
 _NO_LIMIT = "1e300"
 
 
-def routing_score(priority: int, queued_at: float) -> float:
-    """Lower is served first: higher priority, then earlier arrival in the queue.
+def routing_score(priority: int, queued_at: float) -> int:
+    """Lower is served first: higher priority, then earlier arrival in the queue (to the
+    millisecond; calls queued in the same millisecond go by their unique id).
 
     Priorities are 0..999 and queue times epoch seconds, so both can be read back from the score."""
-    return -min(max(priority, 0), 999) * PRIORITY_WEIGHT + queued_at
+    return -min(max(priority, 0), 999) * PRIORITY_WEIGHT + round(queued_at * 1000)
 
 
 def bucket_id(queue: str, skills: dict[str, int]) -> str:
@@ -414,8 +419,9 @@ class Router:
         self._offer_call = Packed("EVALSHA", self._offer.sha, 6, Keys.waiting, Keys.ready, Keys.buckets_version,
                                   Keys.bucket_heads, Keys.outbox)
         self._offer_prefixes = Packed(Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""), Keys.call(""))
-        self._no_ready = Packed("", "", "", "", "0")
         self._node_args = self._node_arguments()
+        # arguments of an offer: those above, busy key, agent, now, version, 5 of becoming ready, the plan's
+        self._offer_count = self._offer_call.count + 4 + self._offer_prefixes.count + 5 + self._node_args.count
         self._busy_minute, self._busy = None, ""
         self.stale_retries = 0
 
@@ -546,19 +552,22 @@ class Router:
             busy_key = self._busy_key(now)
             if becoming_ready is not None:
                 expected, row, event, busy = becoming_ready
-                ready = Packed(expected or "*", row, Keys.events, event, repr(busy))
+                ready = [expected or "*", row, Keys.events, event, repr(busy)]
             else:
-                ready = self._no_ready
+                ready = ["", "", "", "", "0"]
             plan = self._plan_args(skills)
             if self.lane is not None:
-                command = pack(self._offer_call, busy_key, agent_id, stamp, self.version, self._offer_prefixes,
-                               ready, self._node_args, plan)
+                # (Written out part by part: this runs on every decision.)
+                command = b"".join((b"*%d\r\n" % (self._offer_count + plan.count), self._offer_call.data,
+                                    bulk(busy_key), bulk(agent_id), bulk(stamp), bulk(self.version),
+                                    self._offer_prefixes.data, *map(bulk, ready), self._node_args.data,
+                                    plan.data))
                 result = await self.lane.evalsha(self._offer.sha, OFFER, command)
             else:
                 result = await self._offer(
                     keys=[Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, Keys.outbox, busy_key],
                     args=[agent_id, stamp, self.version, Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""),
-                          Keys.call(""), *_unpack(ready), *_unpack(self._node_args), *_unpack(plan)])
+                          Keys.call(""), *ready, *_unpack(self._node_args), *_unpack(plan)])
             if result[0] == -2:
                 self.stale_retries += 1
                 await self.refresh()
@@ -575,7 +584,7 @@ class Router:
                     "a returning caller waiting for this agent" if queue == RETURNING_QUEUE else
                     f"queue {queue}, needs {format_skills(required) or 'nothing'}")
             priority = math.ceil(-score / PRIORITY_WEIGHT) if score < 0 else 0
-            wait = now - (score + priority * PRIORITY_WEIGHT)
+            wait = now - (score + priority * PRIORITY_WEIGHT) / 1000
             return Decision(uid, agent_id, "agent_free", bucket=bid, agent_ready_since=since, at=now, owner=owner,
                             rule=f"agent free: best waiting call it can serve (priority {priority}, waited "
                                  f"{wait:.1f}s, {rule})")

@@ -545,3 +545,21 @@ def test_history_row_ids_are_unique_and_differ_in_a_forked_child():
     os.close(read)
     os.close(write)
     assert child not in ids and child[:16] != next(iter(ids))[:16]
+
+
+async def test_routing_scores_are_whole_milliseconds_and_read_back(redis):
+    """Scores are integers (Redis keeps a small bucket's scores as integers, not strings it must
+    parse at every insert), exact in a double for every priority, and still give the wait back."""
+    assert routing_score(0, 1763800000.1234) == 1763800000123
+    assert isinstance(routing_score(30, 1763800000.5), int)
+    assert abs(routing_score(999, 4102444800.0)) < 2 ** 53                # the year 2100, top priority
+    century = 100 * 365.25 * 86400
+    assert routing_score(1, 1763800000.0) < routing_score(0, 1763800000.0 - century)   # priority beats any wait
+    clock = Clock()
+    directory = await floor(redis, clock, [("1001", {"mandarin": 5})])
+    router = Router(redis, QUEUES, clock=clock)
+    assert await router.arrive(call("a", clock.now - 61.25, {"mandarin": 1}, priority=20)) is None
+    assert await redis.object("encoding", Keys.bucket("general:mandarin:1")) == "ziplist"
+    await ready(directory, clock, "1001", step=0.0)
+    decision = await router.offer("1001", {"mandarin": 5})
+    assert "priority 20, waited 61.2s" in decision.rule or "priority 20, waited 61.3s" in decision.rule
