@@ -151,6 +151,8 @@ class PeerListener:
         self.on_handoff = on_handoff
         self.on_gap = on_gap
         self._channel = node_channel(node)
+        # How every change this node publishes ends (the node's name is the last field).
+        self._own = f', "node": {json.dumps(node)}}}'
         self._lane = open_lane(redis) if lean else None
         self._subscription: Optional[Subscription] = None
         self._pubsub = None
@@ -216,6 +218,8 @@ class PeerListener:
                 log.exception("ACD peer message not handled: %r", message.get("data"))
 
     def dispatch(self, channel: str, raw: str) -> None:
+        if type(raw) is str and raw.endswith(self._own) and channel != self._channel:
+            return          # our own change, the most common message: not even parsed
         try:
             event = json.loads(raw)
         except ValueError:

@@ -249,7 +249,8 @@ end
 for s = 1, nsets do
   local n = tonumber(ARGV[i]); i = i + 1
   local req = {}
-  for k = 1, n do req[k] = {ARGV[i], tonumber(ARGV[i + 1])}; i = i + 2 end
+  -- (the level also as given: a Lua number passed to Redis is formatted with sprintf)
+  for k = 1, n do req[k] = {ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 1]}; i = i + 2 end
   local agents
   if n == 0 then agents = redis.call('ZRANGE', KEYS[3], 0, -1)
   else
@@ -257,13 +258,13 @@ for s = 1, nsets do
     local pick, least = 1, nil
     if n > 1 then
       for k = 1, n do
-        local c = redis.call('ZCOUNT', skp .. req[k][1], req[k][2], '+inf')
+        local c = redis.call('ZCOUNT', skp .. req[k][1], req[k][3], '+inf')
         if least == nil or c < least then least, pick = c, k end
       end
     end
     -- (while callers queue, nobody ready has the skill: no range to read)
     if least == 0 then agents = {}
-    else agents = redis.call('ZRANGEBYSCORE', skp .. req[pick][1], req[pick][2], '+inf') end
+    else agents = redis.call('ZRANGEBYSCORE', skp .. req[pick][1], req[pick][3], '+inf') end
   end
   for _, a in ipairs(agents) do
     if not seen[a] then
