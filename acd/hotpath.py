@@ -8,6 +8,9 @@ written together and answered in order (Redis answers in order), the script load
 ``TimeoutError``, ``ResponseError``), so callers handle them as before; a lost connection fails
 the requests in flight (not retried: a script may have run) and the next request reconnects.
 
+The same machinery serves subscriptions (:meth:`Lane.subscribe`): every agent change of the
+cluster reaches every ACD node, and each message costs a few µs here instead of redis-py's ~15.
+
 Only for plain TCP or a Unix socket (``unix://`` URLs, a Redis on the same host) with optional
 password and database; anything else (TLS,
 credential providers) or no hiredis: :func:`open_lane` returns None and the router keeps
