@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -79,6 +79,8 @@ class LiveCall:
     leg: str = ""                      # uniqueid of the call-back leg placed to the caller
     callback_tries: int = 0            # call backs placed that the caller did not answer
     owner: str = ""                    # the ACD node following the call (acd/cluster.py)
+    leg_id: str = ""                   # uniqueid given to the call back being placed (Originate ChannelId),
+                                       # saved first: after a crash, recovery finds that leg in Asterisk
 
     def to_redis(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
@@ -92,10 +94,12 @@ class LiveCall:
                    data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
                    data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"),
                    data.get("offer", ""), data.get("overflowed_from", ""), data.get("callback", ""),
-                   data.get("leg", ""), int(data.get("callback_tries") or 0), data.get("owner", ""))
+                   data.get("leg", ""), int(data.get("callback_tries") or 0), data.get("owner", ""),
+                   data.get("leg_id", ""))
 
 
 ENDED_KEPT_S = 120.0            # ended calls remembered, so a late duplicate event cannot revive them
+UP = "6"                        # AMI ChannelState of an answered channel
 
 
 def _duration(text: str) -> float:
@@ -139,7 +143,6 @@ class Distributor(PeerHandling):
         self.decisions: list[dict[str, Any]] = []      # recent routing explanations
         self._unsent: list[str] = []                    # finished records Redis could not take yet
         self._resend: Optional[asyncio.Task] = None
-        self.callback_ring_s = 30.0                     # how long a call back rings the caller
         self.witnessed: dict[str, Witnessed] = {}      # callers another node follows (by uniqueid)
         self._witness_expiry: list[tuple[float, str]] = []
         self.followed = 0                               # calls this node followed from their start
@@ -369,6 +372,11 @@ class Distributor(PeerHandling):
                 self._witness_expiry.append((now + WITNESS_KEPT_S, uid))
                 self._forget_witnessed(now)
             self._agent_leg_ended(msg)
+            return
+        if call.callback and uid != call.uniqueid and call.leg == "pending":
+            # A call back found ringing by recovery (its Originate was the dead process's) ended
+            # unanswered: failed, as if its Originate had said so.
+            self._spawn(self._call_back_failed(call, call.agent or "", "not answered"))
             return
         if call.callback and uid == call.uniqueid:
             # Virtual hold: the caller hung up after asking for a call back; the place is kept (the
@@ -739,10 +747,18 @@ class Distributor(PeerHandling):
                 # Virtual hold: the caller hung up to be called back. Still owed a call back (its
                 # place kept), or its call-back leg is in progress.
                 leg = channels.get(call.leg) if call.leg not in ("", "pending") else None
+                # A call back being placed when the ACD died: Asterisk has its leg by the id we gave it.
+                placed = channels.get(call.leg_id) if call.leg == "pending" and call.leg_id else None
                 if leg is not None or call.leg in ("", "pending"):
                     adopted += 1
                     self.calls[uid] = call
-                    if leg is not None:
+                    if placed is not None and placed.get("ChannelState") != UP:
+                        log.info("call %s: its call back still rings the caller: followed, not placed again", uid)
+                        call.channel = placed.get("Channel", "")
+                        self.calls[call.leg_id] = call      # answered: HotlineCallbackAnswered; else its Hangup
+                    elif leg is not None or placed is not None:
+                        if leg is None:                     # answered meanwhile: that is the leg
+                            call.leg, leg = call.leg_id, placed
                         call.channel = leg.get("Channel", "")
                         self.calls[call.leg] = call
                         await self._adopt(call, leg, now)
@@ -1043,20 +1059,29 @@ class Distributor(PeerHandling):
         """An agent is reserved for a caller on virtual hold: call them over the trunk; once they answer,
         the dialplan (hotline-callback) raises HotlineCallbackAnswered and rings the reserved agent."""
         call.leg = "pending"
+        ring_s = self.router.queues.get(call.queue or self.default_queue).callback_ring_s
+        # The leg's uniqueid is ours to choose (ChannelId), and saved before the Originate: if this
+        # process dies while the caller's phone rings, recovery finds the leg instead of placing a
+        # second call back.
+        call.leg_id = f"{call.uniqueid}-cb{call.callback_tries + 1}"
+        try:
+            await self._save_call(call)
+        except (RedisError, OSError) as exc:
+            log.warning("call %s: call back not saved before placing it (%s)", call.uniqueid, exc)
         try:
             # The call-back leg carries the queue variables: if the agent does not answer it waits
             # in hotline-wait like any caller (and keeps the first queue time).
             await self.ami.send_action([
-                ("Action", "Originate"), ("Channel", f"PJSIP/{call.callback}@trunk"),
+                ("Action", "Originate"), ("Channel", f"PJSIP/{call.callback}@trunk"), ("ChannelId", call.leg_id),
                 ("Context", "hotline-callback"), ("Exten", agent_id), ("Priority", "1"),
-                ("Timeout", str(int(self.callback_ring_s * 1000))), ("CallerID", "12345 <12345>"),
+                ("Timeout", str(int(ring_s * 1000))), ("CallerID", "12345 <12345>"),
                 ("Variable", f"HOTLINE_CALLBACK_OF={call.uniqueid}"), ("Variable", f"HOTLINE_QUEUE={call.queue}"),
                 ("Variable", f"HOTLINE_SKILLS={call.skills}"), ("Variable", f"HOTLINE_PRIORITY={call.priority}")],
-                timeout=self.callback_ring_s + 10)
+                timeout=ring_s + 10)
         except (AMIActionError, AMIError, OSError, asyncio.TimeoutError) as exc:
             await self._call_back_failed(call, agent_id, exc)
 
-    async def _call_back_failed(self, call: LiveCall, agent_id: str, exc: Exception) -> None:
+    async def _call_back_failed(self, call: LiveCall, agent_id: str, exc: Union[Exception, str]) -> None:
         """Not answered (or not placed): the reserved agent is free again; the caller keeps the place
         and is called again after ``callback_retry_s``, up to ``callback_attempts`` calls in all."""
         call.callback_tries += 1

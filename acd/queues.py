@@ -27,7 +27,8 @@ Queue experience (all optional, per queue or under ``default``)::
         overflow: backup           # move to the backup group's queue (keeps its place in time)
         overflow_skills: "mandarin:1"   # and require these skills there instead (optional)
         offer: [callback, message] # or offer the caller a callback that keeps the place, or a message
-        callback_attempts: 3       # a call back the caller does not answer is tried again ...
+        callback_ring_s: 30        # a call back rings the caller this long ...
+        callback_attempts: 3       # ... one the caller does not answer is tried again ...
         callback_retry_s: 120      # ... this long after, keeping the place (defaults shown)
 
 and, for the whole hotline, returning callers (off unless enabled)::
@@ -96,6 +97,7 @@ class QueueConfig:
     offer: tuple[str, ...] = ()
     callback_attempts: int = 3
     callback_retry_s: float = 120.0
+    callback_ring_s: float = 30.0
 
     @property
     def limited(self) -> bool:
@@ -213,9 +215,9 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
         fail(where, "must be a mapping (strategy, expand)")
     for key in raw:
         if key not in ("strategy", "expand", "max_wait_s", "max_length", "overflow", "overflow_skills", "offer",
-                       "callback_attempts", "callback_retry_s"):
+                       "callback_attempts", "callback_retry_s", "callback_ring_s"):
             fail(f"{where}.{key}", "unknown key (expected strategy, expand, max_wait_s, max_length, overflow, "
-                                   "overflow_skills, offer, callback_attempts or callback_retry_s)")
+                                   "overflow_skills, offer, callback_attempts, callback_retry_s or callback_ring_s)")
     strategy = raw.get("strategy", "longest_idle")
     if strategy not in STRATEGIES:
         fail(f"{where}.strategy", f"must be one of {', '.join(STRATEGIES)} (got {strategy!r})")
@@ -285,5 +287,8 @@ def _queue(name: str, raw: Any, where: str, fail) -> QueueConfig:
     retry = raw.get("callback_retry_s", 120)
     if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not 0 < retry <= 86400:
         fail(f"{where}.callback_retry_s", "must be a number of seconds, more than 0 and at most 86400")
+    ring = raw.get("callback_ring_s", 30)
+    if isinstance(ring, bool) or not isinstance(ring, (int, float)) or not 5 <= ring <= 300:
+        fail(f"{where}.callback_ring_s", "must be a number of seconds, 5..300")
     return QueueConfig(name, strategy, tuple(steps), None if max_wait is None else float(max_wait), max_length,
-                       overflow, overflow_skills, tuple(offer), attempts, float(retry))
+                       overflow, overflow_skills, tuple(offer), attempts, float(retry), float(ring))

@@ -181,7 +181,8 @@ class SimCaller:
         self.was_called_back = True
         self.first_uniqueid = self.first_uniqueid or (self.channel.uniqueid if self.channel else None)
         self.channel = call.channel
-        self._later(self.plan.reaction_s, call.answer)
+        delay = self.plan.callback_answer_s
+        self._later(self.plan.reaction_s if delay is None else delay, call.answer)
 
     def _patience_over(self) -> None:
         if self.answered_at is None and not self.waiting_for_callback and not self.was_called_back:

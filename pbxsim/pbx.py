@@ -187,9 +187,10 @@ class PBX:
     def new_channel(self, tech: str, endpoint: str, context: str, exten: str, *,
                     caller_num: str = "<unknown>", caller_name: str = "<unknown>",
                     linkedid: Optional[str] = None, state: int = ChannelState.DOWN,
-                    language: str = "en", dnid: str = "", name: Optional[str] = None) -> Channel:
+                    language: str = "en", dnid: str = "", name: Optional[str] = None,
+                    uniqueid: str = "") -> Channel:
         now = time.time()
-        uniqueid = f"{int(now)}.{next(self._uniqueid_seq)}"
+        uniqueid = uniqueid or f"{int(now)}.{next(self._uniqueid_seq)}"     # (Originate's ChannelId)
         channel = Channel(
             name=name or f"{tech}/{endpoint}-{next(self._channel_seq):08x}", uniqueid=uniqueid,
             linkedid=linkedid or uniqueid, context=context, exten=exten, state=state,
@@ -986,6 +987,11 @@ class PBX:
         if match:
             caller_name, caller_num = match.group(1).strip() or "<unknown>", match.group(2) or "<unknown>"
         variables = [v for k, v in raw if k.lower() == "variable"]
+        # ChannelId: the uniqueid the new channel gets (Asterisk refuses one already in use).
+        channel_id = fields.get("channelid", "")
+        if channel_id and any(c.uniqueid == channel_id for c in self.channels.values()):
+            reply.error("Originate failed")
+            return
         timeout = float(fields.get("timeout", "30000")) / 1000 / self.speed
         app, app_data = fields.get("application"), fields.get("data", "")
         context, exten = fields.get("context", ""), fields.get("exten", "")
@@ -1009,7 +1015,7 @@ class PBX:
                 if callee is None or trunk not in self.endpoints:
                     return None
                 channel = self.new_channel("PJSIP", trunk, context or self.endpoints[trunk].context, exten or "s",
-                                           caller_num=caller_num, caller_name=caller_name)
+                                           caller_num=caller_num, caller_name=caller_name, uniqueid=channel_id)
                 channel.listener = callee
                 ring = callee.called_back
             elif tech.upper() == "PJSIP":
@@ -1017,7 +1023,7 @@ class PBX:
                 if endpoint is None or not endpoint.registered:
                     return None
                 channel = self.new_channel("PJSIP", resource, context or endpoint.context, exten or "s",
-                                           caller_num=caller_num, caller_name=caller_name)
+                                           caller_num=caller_num, caller_name=caller_name, uniqueid=channel_id)
                 ring = endpoint.phone.ring
             if tech.upper() == "PJSIP":
                 channel.connected_num, channel.connected_name = caller_num, caller_name
@@ -1045,11 +1051,12 @@ class PBX:
                     return None
                 base = f"Local/{resource}-{next(self._channel_seq):08x}"
                 one = self.new_channel("Local", "", context or local_context, exten or local_exten,
-                                       caller_num=caller_num, caller_name=caller_name, name=base + ";1")
+                                       caller_num=caller_num, caller_name=caller_name, name=base + ";1",
+                                       uniqueid=channel_id)
                 # ";2" is the incoming side: it starts ringing (02b/03b Newchannel: 4 Ring).
                 two = self.new_channel("Local", "", local_context, local_exten, caller_num=caller_num,
                                        caller_name=caller_name, linkedid=one.linkedid, name=base + ";2",
-                                       state=ChannelState.RING)
+                                       state=ChannelState.RING, uniqueid=fields.get("otherchannelid", ""))
                 one.local_peer, two.local_peer = two, one
                 for half in (one, two):
                     half.connected_num, half.connected_name = caller_num, caller_name

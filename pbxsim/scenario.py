@@ -99,6 +99,7 @@ class CallerPlan:
     queue_choice: Optional[str] = None           # at the queue's offer: "callback" (key 1) or "message" (2)
     callbacks_unanswered: int = 0                # call backs let ring out before answering one
     answers_callback: bool = True                # False: after those, gives up (abandoned in the queue)
+    callback_answer_s: Optional[float] = None    # lets a call back ring this long (default: reaction_s)
 
     @classmethod
     def draw(cls, scenario: Scenario, rng: random.Random) -> "CallerPlan":

@@ -240,3 +240,58 @@ async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_onl
     assert (rows[uid]["outcome"], rows[uid]["agent"]) == ("answered", "1001")
     offered = await pool.fetch("SELECT agent_id FROM agent_states WHERE state = 'reserved' AND call_uniqueid = $1", uid)
     assert [r["agent_id"] for r in offered] == ["1001"]
+
+
+async def test_a_call_back_ringing_at_a_kill_9_is_followed_not_placed_again(redis, pool, redis_url, pg_url,
+                                                                             tmp_path):
+    """kill -9 while the call back rings the caller: the new process finds that leg in Asterisk by the
+    uniqueid given to it (Originate ChannelId, saved first) and follows it; it does not call the
+    caller a second time nor free the agent reserved for it. One record, answered by that agent."""
+    from dataclasses import replace
+
+    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
+    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
+                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
+    await sim.start()
+    sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
+    ivr = await run_ivr(Settings(agi_port=0), redis)
+    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
+    sim.register_phone("1001")
+    directory = AgentDirectory(redis)
+    await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
+    await directory.transition("1001", AgentState.READY)
+    rules = tmp_path / "queues.yaml"
+    # The call back rings up to 200 s: 10 s here (the simulator runs 20x), through the restart.
+    rules.write_text("queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n"
+                     "    callback_ring_s: 200\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
+               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
+               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
+               HOTLINE_ACD_QUEUES_FILE=str(rules))
+    proc = await start_acd(env, tmp_path / "acd.log")
+    try:
+        busy = sim.place_call(plan(number="13800000001", talk=4.0))       # keeps 1001 busy meanwhile
+        await until(lambda: busy.answered_at is not None, timeout=10)
+        keeper = sim.place_call(replace(plan(number="13800000002", patience=60, talk=0.3), queue_choice="callback",
+                                        callback_answer_s=3.0))      # answers the call back after 3 s of ringing
+        await until(lambda: keeper.was_called_back, timeout=20)    # 1001 free: the call back rings
+        uid = keeper.first_uniqueid
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        proc = await start_acd(env, tmp_path / "acd.log")
+        await asyncio.wait_for(asyncio.gather(busy.done.wait(), keeper.done.wait()), 30)
+        await records_settled(pool, 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await ivr.stop()
+        await sim.stop()
+    rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
+    assert len(rows) == 2
+    assert (rows[uid]["outcome"], rows[uid]["agent"]) == ("answered", "1001")
+    log_text = (tmp_path / "acd.log").read_text()
+    assert "still owed a call back" not in log_text
+    reserved = await pool.fetch("SELECT agent_id FROM agent_states WHERE state = 'reserved' AND call_uniqueid = $1",
+                                uid)
+    assert [r["agent_id"] for r in reserved] == ["1001"]            # one reservation, one call back

@@ -160,6 +160,7 @@ def test_shipped_queue_file_is_valid():
     ({"queue": {}}, "queue: unknown key"),
     ({"queues": {"q": {"callback_attempts": 0}}}, "queues.q.callback_attempts: must be a whole number, 1..10"),
     ({"queues": {"q": {"callback_retry_s": "soon"}}}, "queues.q.callback_retry_s: must be a number of seconds"),
+    ({"queues": {"q": {"callback_ring_s": 1}}}, "queues.q.callback_ring_s: must be a number of seconds, 5..300"),
 ])
 def test_queue_file_errors_are_one_line(data, message):
     with pytest.raises(QueueConfigError) as info:
