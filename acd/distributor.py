@@ -3,6 +3,10 @@
 Inputs are Asterisk's own AMI events (``Newchannel``, ``UserEvent`` from our dialplan,
 ``DialBegin``/``DialEnd``, ``BridgeEnter``, ``Hangup``); outputs are AMI ``Redirect``
 actions and, when a call ends, exactly one call record in the outbox.
+
+Its other parts are mixed in: recovery (``acd/recovery.py``), the queue experience with virtual
+hold and returning callers (``acd/experience.py``), and what it does about the other ACD nodes
+(``acd/peers.py``).
 """
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -21,12 +24,15 @@ from hotline.keys import Keys
 from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, SkillError, parse_skills, valid_name
 
 from .agents import AgentDirectory, AgentError, outbox_row
+from .calls import ENDED_KEPT_S, LiveCall, clean_text
 from .cluster import Cluster, node_channel
 from .peers import WITNESS_KEPT_S, PeerHandling, Witnessed
+from .experience import QueueExperience
 from .queues import QueueBook
-from .router import RETURNING_QUEUE, AgentChanged, Decision, Router, WaitingCall, preference_skill
+from .recovery import Recovery
+from .router import AgentChanged, Decision, Router, WaitingCall
 
-__all__ = ["Distributor", "LiveCall"]
+__all__ = ["Distributor"]
 
 log = logging.getLogger(__name__)
 
@@ -47,71 +53,7 @@ return 1
 """
 
 
-def _clean(value: Optional[str], limit: int = 64) -> str:
-    """Caller-controlled text (caller ID) kept printable and short before we store it."""
-    if not value or value == "<unknown>":
-        return ""
-    return "".join(ch for ch in value if ch.isprintable())[:limit]
-
-
-@dataclass
-class LiveCall:
-    uniqueid: str
-    channel: str
-    linkedid: str
-    line: str
-    caller: str
-    arrived_at: float
-    queued_at: Optional[float] = None
-    queue: Optional[str] = None
-    skills: str = ""
-    priority: int = 0
-    state: str = "ivr"                 # ivr, waiting, ringing, talking
-    agent: Optional[str] = None
-    answered_at: Optional[float] = None
-    ring_attempts: int = 0
-    caller_hung_up: bool = False
-    bucket: str = ""                   # the waiting-call bucket it was queued in (acd/router.py)
-    talk_ended_at: Optional[float] = None   # the bridge with the agent ended (a survey may follow)
-    offer: str = ""                    # what the caller is offered past the queue's limit ("callback+message")
-    overflowed_from: str = ""          # the queue it overflowed from (queues.yaml overflow)
-    callback: str = ""                 # number to call back: the caller hung up, keeping the place
-    leg: str = ""                      # uniqueid of the call-back leg placed to the caller
-    callback_tries: int = 0            # call backs placed that the caller did not answer
-    owner: str = ""                    # the ACD node following the call (acd/cluster.py)
-    leg_id: str = ""                   # uniqueid given to the call back being placed (Originate ChannelId),
-                                       # saved first: after a crash, recovery finds that leg in Asterisk
-
-    def to_redis(self) -> dict[str, str]:
-        return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_redis(cls, data: dict[str, str]) -> "LiveCall":
-        opt = lambda name: float(data[name]) if data.get(name) else None
-        return cls(data["uniqueid"], data.get("channel", ""), data.get("linkedid", ""), data.get("line") or "main",
-                   data.get("caller", ""), float(data["arrived_at"]), opt("queued_at"), data.get("queue") or None,
-                   data.get("skills", ""), int(data.get("priority") or 0), data.get("state") or "ivr",
-                   data.get("agent") or None, opt("answered_at"), int(data.get("ring_attempts") or 0),
-                   data.get("caller_hung_up") == "True", data.get("bucket", ""), opt("talk_ended_at"),
-                   data.get("offer", ""), data.get("overflowed_from", ""), data.get("callback", ""),
-                   data.get("leg", ""), int(data.get("callback_tries") or 0), data.get("owner", ""),
-                   data.get("leg_id", ""))
-
-
-ENDED_KEPT_S = 120.0            # ended calls remembered, so a late duplicate event cannot revive them
-UP = "6"                        # AMI ChannelState of an answered channel
-
-
-def _duration(text: str) -> float:
-    """AMI Duration ``HH:MM:SS`` in seconds (0 if unreadable)."""
-    try:
-        hours, minutes, seconds = (int(part) for part in text.split(":"))
-    except ValueError:
-        return 0.0
-    return hours * 3600 + minutes * 60 + seconds
-
-
-class Distributor(PeerHandling):
+class Distributor(Recovery, QueueExperience, PeerHandling):
     def __init__(self, ami, redis: Redis, agents: AgentDirectory, *, inbound_contexts=("from-trunk",),
                  enterprise_numbers=("123451",), wrapup_s: float = 5.0, default_queue: str = "general",
                  connect_context: str = "hotline-connect", queues: Optional[QueueBook] = None,
@@ -201,7 +143,7 @@ class Distributor(PeerHandling):
         exten = msg.get("Exten", "")
         call = LiveCall(uid, msg.get("Channel", ""), linkedid,
                         "enterprise" if exten in self.enterprise_numbers else "main",
-                        _clean(msg.get("CallerIDNum")), self.clock(), owner=self.node)
+                        clean_text(msg.get("CallerIDNum")), self.clock(), owner=self.node)
         self.calls[uid] = call
         self.followed += 1
         self._spawn(self._save_call(call, new=True))
@@ -513,23 +455,6 @@ class Distributor(PeerHandling):
                 break
             del self._ended[oldest]
 
-    def _hangups_lost(self, known: dict[str, LiveCall], live) -> list[LiveCall]:
-        """Calls followed since before Asterisk listed its channels, whose channels it no longer
-        has: their Hangup event was lost. They leave the live picture; the caller ends them."""
-        lost = []
-        for uid, call in known.items():
-            if self.calls.get(uid) is not call or uid in live or (call.leg and call.leg in live):
-                continue
-            if call.callback and call.leg in ("", "pending"):
-                continue        # virtual hold: the caller hung up on purpose, the call waits for its call back
-            log.warning("call %s: Asterisk no longer has its channel (Hangup event lost): ended", uid)
-            self.calls.pop(uid, None)
-            if call.leg:
-                self.calls.pop(call.leg, None)
-            self.waiting.pop(uid, None)
-            lost.append(call)
-        return lost
-
     async def _finish(self, call: LiveCall, ended_at: float, cause: Optional[int]) -> None:
         self._remember_ended(call)
         if call.answered_at is not None:
@@ -678,218 +603,6 @@ class Distributor(PeerHandling):
         if uniqueid in self.waiting:
             self.schedule_routing()
 
-    # ---- recovery -----------------------------------------------------------------------
-    def _reconnected(self) -> None:
-        self._spawn(self.recover())
-
-    async def recover(self) -> None:
-        """Rebuild the live picture from Redis and Asterisk: after a restart (even kill -9) and
-        after every AMI reconnect. Waiting calls are re-adopted in their order (their buckets
-        are in Redis), calls that ended meanwhile get their record, callers who arrived meanwhile
-        are adopted, and agents whose call is gone are freed."""
-        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
-        try:
-            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
-            uids = await self.redis.smembers(Keys.calls)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for uid in uids:
-                    pipe.hgetall(Keys.call(uid))
-                hashes = await pipe.execute()
-        except (AMIError, RedisError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("recovery postponed: %s", exc)
-            return
-        channels = {e.get("Uniqueid", ""): e for e in events if e.get("Event") == "CoreShowChannel"}
-        now = self.clock()
-        adopted = ended = 0
-        gone: set[str] = set()
-        followed_elsewhere: set[str] = set()
-        answered_by: dict[str, str] = {}        # agent -> answered call that ended unfollowed
-        for call in self._hangups_lost(known, channels):
-            ended += 1
-            gone.add(call.uniqueid)
-            if call.answered_at is not None:
-                answered_by[call.agent or ""] = call.uniqueid
-            self._spawn(self._finish(call, now, None))
-        for uid, data in zip(uids, hashes):
-            if uid in self.calls or uid in gone:
-                continue
-            owner = data.get("owner", "")
-            if not self.ours(owner):
-                followed_elsewhere.add(uid)     # a live node follows it
-                continue
-            try:
-                call = LiveCall.from_redis(data)
-            except (KeyError, ValueError) as exc:
-                log.warning("call %s: unreadable live state (%s); dropped", uid, exc)
-                await self.redis.srem(Keys.calls, uid)
-                continue
-            if owner not in ("", self.node):
-                # A dead node's call: ours if we take it first (the survivors race for it).
-                try:
-                    if not await self._save_call(call, taking_from=owner):
-                        followed_elsewhere.add(uid)
-                        continue
-                except (RedisError, OSError):
-                    continue
-                log.info("call %s: adopted from node %s", uid, owner)
-            call.owner = self.node
-            seen = self.witnessed.pop(uid, None)
-            if seen is not None:
-                # What we saw while its node followed it (and after that node died).
-                call.ring_attempts = max(call.ring_attempts, seen.ring_attempts)
-                call.answered_at = call.answered_at or seen.answered_at
-                call.talk_ended_at = call.talk_ended_at or seen.talk_ended_at
-                call.caller_hung_up = call.caller_hung_up or seen.caller_hung_up
-                if call.answered_at is not None and call.state in ("waiting", "ringing"):
-                    call.state = "talking"
-            channel = channels.get(uid)
-            if channel is None and call.callback and call.answered_at is None:
-                # Virtual hold: the caller hung up to be called back. Still owed a call back (its
-                # place kept), or its call-back leg is in progress.
-                leg = channels.get(call.leg) if call.leg not in ("", "pending") else None
-                # A call back being placed when the ACD died: Asterisk has its leg by the id we gave it.
-                placed = channels.get(call.leg_id) if call.leg == "pending" and call.leg_id else None
-                if leg is not None or call.leg in ("", "pending"):
-                    adopted += 1
-                    self.calls[uid] = call
-                    if placed is not None and placed.get("ChannelState") != UP:
-                        log.info("call %s: its call back still rings the caller: followed, not placed again", uid)
-                        call.channel = placed.get("Channel", "")
-                        self.calls[call.leg_id] = call      # answered: HotlineCallbackAnswered; else its Hangup
-                    elif leg is not None or placed is not None:
-                        if leg is None:                     # answered meanwhile: that is the leg
-                            call.leg, leg = call.leg_id, placed
-                        call.channel = leg.get("Channel", "")
-                        self.calls[call.leg] = call
-                        await self._adopt(call, leg, now)
-                    else:
-                        log.info("call %s: still owed a call back: back in its place", uid)
-                        call.leg, call.channel, call.agent = "", "", None
-                        self._enqueue(call, {"Queue": call.queue or "", "Skills": call.skills,
-                                             "CallPriority": str(call.priority)})
-                    continue
-            if channel is None:
-                # It ended while nobody followed it: its record now, from what we knew or saw.
-                ended += 1
-                gone.add(uid)
-                if call.answered_at is not None:
-                    answered_by[call.agent or ""] = uid
-                self._spawn(self._finish(call, seen.ended_at if seen and seen.ended_at else now,
-                                         seen.cause if seen else None))
-                continue
-            adopted += 1
-            self.calls[uid] = call
-            await self._adopt(call, channel, now)
-        for uid, channel in channels.items():
-            if uid in self.calls or uid in followed_elsewhere or channel.get("Context") not in self.caller_contexts:
-                continue
-            if not self.owns(channel.get("Linkedid") or uid):
-                continue
-            # A caller who arrived while the ACD was away.
-            seconds = _duration(channel.get("Duration", ""))
-            call = LiveCall(uid, channel.get("Channel", ""), channel.get("Linkedid", uid), "main",
-                            _clean(channel.get("CallerIDNum")), now - seconds, owner=self.node)
-            line = await self._getvar(call.channel, "HOTLINE_LINE")
-            call.line = "enterprise" if line == "enterprise" else "main"
-            self.calls[uid] = call
-            try:
-                if not await self._save_call(call, new=True):
-                    continue
-            except (RedisError, OSError):
-                pass
-            adopted += 1
-            await self._adopt(call, channel, now)
-        # Agents whose call is gone are free again; an agent "on call" with no live call wraps up
-        # (only agents this node follows, or whose node is gone).
-        for agent in list(self.agents.agents.values()):
-            live = self.calls.get(agent.call) if agent.call else None
-            if live is not None and live.agent == agent.id:
-                agent.node = self.node              # its call is ours now (adopted)
-            if not self.follows(agent) or agent.call in followed_elsewhere:
-                continue
-            if agent.call and answered_by.get(agent.id) == agent.call and \
-                    agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
-                # Its call was answered and ended while nobody followed it: on call, then wrap-up.
-                log.warning("agent %s: call %s was answered and ended unfollowed: wrap-up", agent.id, agent.call)
-                self._spawn(self._answered_unfollowed(agent.id, agent.call))
-                continue
-            if agent.state == AgentState.RESERVED and agent.call not in gone and (live is None or live.agent != agent.id):
-                log.warning("agent %s was reserved for %s, which is gone: ready again", agent.id, agent.call)
-                self._spawn(self.free_agent(agent.id))
-            elif agent.state == AgentState.ON_CALL and live is None:
-                log.warning("agent %s was on call %s, which has ended: wrap-up", agent.id, agent.call)
-                self._spawn(self._start_wrapup(agent.id))
-            elif agent.state == AgentState.WRAPUP and agent.id not in self._wrapup_until:
-                self._spawn(self._start_wrapup(agent.id))
-        log.info("recovered: %d live call(s) adopted, %d ended meanwhile", adopted, ended)
-        self.schedule_routing()
-
-    async def _answered_unfollowed(self, agent_id: str, uid: str) -> None:
-        agent = self.agents.agents.get(agent_id)
-        if agent is not None and agent.state == AgentState.RESERVED:
-            await self._transition(agent_id, AgentState.ON_CALL, call=uid)
-        await self._start_wrapup(agent_id)
-
-    async def reconcile_agents(self) -> int:
-        """Agent states that no live channel explains are repaired (and logged): reserved or on
-        call for a call Asterisk no longer has. Run periodically; returns how many were repaired."""
-        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
-        try:
-            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
-        except (AMIError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("agent reconcile postponed: %s", exc)
-            return 0
-        live = {e.get("Uniqueid", "") for e in events if e.get("Event") == "CoreShowChannel"}
-        for call in self._hangups_lost(known, live):     # its record first; its agent is repaired below
-            await self._finish(call, self.clock(), None)
-        repaired = 0
-        for agent in list(self.agents.agents.values()):
-            if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call in live:
-                continue
-            if not self.follows(agent):
-                continue            # another live node follows it
-            if agent.call in self.calls:
-                continue            # its Hangup is being handled right now
-            repaired += 1
-            log.warning("agent %s: %s for call %s, which Asterisk no longer has: repaired", agent.id,
-                        agent.state.value, agent.call or "(none)")
-            if agent.state == AgentState.RESERVED:
-                await self.free_agent(agent.id)
-            else:
-                self._spawn(self._start_wrapup(agent.id))
-        return repaired
-
-    async def _adopt(self, call: LiveCall, channel, now: float) -> None:
-        context = channel.get("Context", "")
-        if channel.get("BridgeId"):
-            if call.answered_at is None:
-                call.answered_at = now               # answered while we were away
-                call.state = "talking"
-                agent = self.agents.agents.get(call.agent or "")
-                if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
-                    self._spawn(self._transition(agent.id, AgentState.ON_CALL, call=call.uniqueid))
-                self._spawn(self._save_call(call))
-            return
-        if context == "hotline-wait":
-            if call.state == "waiting" and call.queue:
-                # Queued again with its first queue time: the same place (the script is idempotent,
-                # and also covers a crash between saving the call and queuing it).
-                self._enqueue(call, {"Queue": call.queue, "Skills": call.skills, "CallPriority": str(call.priority)})
-            else:
-                if call.state == "ringing":      # rang out while we were away: back to its place
-                    call.agent = None
-                values = {name: await self._getvar(call.channel, f"HOTLINE_{name.upper()}")
-                          for name in ("queue", "skills", "priority")}
-                self._enqueue(call, {"Queue": values["queue"], "Skills": values["skills"],
-                                     "CallPriority": values["priority"]})
-
-    async def _getvar(self, channel: str, name: str) -> str:
-        try:
-            reply = await self.ami.send_action({"Action": "Getvar", "Channel": channel, "Variable": name})
-        except (AMIActionError, AMIError, OSError, asyncio.TimeoutError):
-            return ""
-        return reply.get("Value") or ""
-
     # ---- routing ------------------------------------------------------------------------
     def offer_agent(self, agent_id: str) -> None:
         """An agent became free: offer it the best waiting call (agents offered in the order freed)."""
@@ -993,171 +706,3 @@ class Distributor(PeerHandling):
             agent = self.agents.agents.get(agent_id)
             if agent is not None and agent.state == AgentState.RESERVED and agent.call == uniqueid:
                 await self._transition(agent_id, AgentState.READY)
-
-    # ---- queue experience: limits, overflow, call back, message ---------------------------
-    async def queue_length(self, queue: str) -> int:
-        """Calls waiting in this queue (every bucket of it), across ACD processes."""
-        buckets = [b for b in await self.redis.smembers(Keys.buckets) if b.split(":", 1)[0] == queue]
-        if not buckets:
-            return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket in buckets:
-                pipe.zcard(Keys.bucket(bucket))
-            return sum(await pipe.execute())
-
-    def _limit_due(self, uniqueid: str, waiting: WaitingCall) -> None:
-        if self.waiting.get(uniqueid) is waiting:
-            self._spawn(self._limit_reached(uniqueid, waiting))
-
-    async def _limit_reached(self, uniqueid: str, waiting: WaitingCall) -> None:
-        """The wait or the queue length passed the queue's limit: overflow, or offer a call back/message."""
-        call = self.calls.get(uniqueid)
-        if call is None or self.waiting.get(uniqueid) is not waiting:
-            return
-        rules = self.router.queues.get(waiting.queue)
-        if rules.overflow and not call.overflowed_from:
-            await self._withdraw_waiting(call)
-            call.overflowed_from = waiting.queue
-            skills = rules.overflow_skills if rules.overflow_skills is not None else call.skills
-            log.info("call %s: limit of queue %s passed, overflows to %s (%s)", uniqueid, waiting.queue,
-                     rules.overflow, skills or "no skill")
-            # The same place in time: _enqueue keeps the first queue time.
-            self._enqueue(call, {"Queue": rules.overflow, "Skills": skills, "CallPriority": str(call.priority)})
-        elif rules.offer and not call.offer:
-            call.offer = "+".join(rules.offer)
-            log.info("call %s: limit of queue %s passed, offering %s", uniqueid, waiting.queue, call.offer)
-            try:
-                await self.redis.hset(Keys.call(uniqueid), "offer", call.offer)
-            except (RedisError, OSError) as exc:
-                log.warning("call %s: offer not saved (%s)", uniqueid, exc)
-
-    async def _withdraw_waiting(self, call: LiveCall) -> None:
-        self.waiting.pop(call.uniqueid, None)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(Keys.waiting, call.uniqueid)
-            if call.bucket:
-                await self.router.withdraw(pipe, call.uniqueid, call.bucket)
-            await pipe.execute()
-
-    def _queue_choice(self, call: LiveCall, choice: str, number: str) -> None:
-        """The caller took the offer at the announcement (dialplan hotline-wait, UserEvent HotlineQueueChoice)."""
-        if call.state != "waiting" or call.uniqueid not in self.waiting:
-            return
-        if choice == "message":
-            call.state = "message"
-            self._spawn(self._withdraw_waiting(call))
-        elif choice == "callback":
-            digits = "".join(ch for ch in number if ch.isdigit())
-            if len(digits) < 5:
-                log.warning("call %s: call back asked without a usable number", call.uniqueid)
-                return
-            call.callback = digits
-            log.info("call %s: call back to %s, keeping the place", call.uniqueid, digits)
-            self._spawn(self._save_call(call))
-
-    async def _call_back(self, call: LiveCall, agent_id: str) -> None:
-        """An agent is reserved for a caller on virtual hold: call them over the trunk; once they answer,
-        the dialplan (hotline-callback) raises HotlineCallbackAnswered and rings the reserved agent."""
-        call.leg = "pending"
-        ring_s = self.router.queues.get(call.queue or self.default_queue).callback_ring_s
-        # The leg's uniqueid is ours to choose (ChannelId), and saved before the Originate: if this
-        # process dies while the caller's phone rings, recovery finds the leg instead of placing a
-        # second call back.
-        call.leg_id = f"{call.uniqueid}-cb{call.callback_tries + 1}"
-        try:
-            await self._save_call(call)
-        except (RedisError, OSError) as exc:
-            log.warning("call %s: call back not saved before placing it (%s)", call.uniqueid, exc)
-        try:
-            # The call-back leg carries the queue variables: if the agent does not answer it waits
-            # in hotline-wait like any caller (and keeps the first queue time).
-            await self.ami.send_action([
-                ("Action", "Originate"), ("Channel", f"PJSIP/{call.callback}@trunk"), ("ChannelId", call.leg_id),
-                ("Context", "hotline-callback"), ("Exten", agent_id), ("Priority", "1"),
-                ("Timeout", str(int(ring_s * 1000))), ("CallerID", "12345 <12345>"),
-                ("Variable", f"HOTLINE_CALLBACK_OF={call.uniqueid}"), ("Variable", f"HOTLINE_QUEUE={call.queue}"),
-                ("Variable", f"HOTLINE_SKILLS={call.skills}"), ("Variable", f"HOTLINE_PRIORITY={call.priority}")],
-                timeout=ring_s + 10)
-        except (AMIActionError, AMIError, OSError, asyncio.TimeoutError) as exc:
-            await self._call_back_failed(call, agent_id, exc)
-
-    async def _call_back_failed(self, call: LiveCall, agent_id: str, exc: Union[Exception, str]) -> None:
-        """Not answered (or not placed): the reserved agent is free again; the caller keeps the place
-        and is called again after ``callback_retry_s``, up to ``callback_attempts`` calls in all."""
-        call.callback_tries += 1
-        call.leg, call.agent, call.state = "", None, "waiting"
-        rules = self.router.queues.get(call.queue or self.default_queue)
-        agent = self.agents.agents.get(agent_id)
-        if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
-            await self._transition(agent_id, AgentState.READY)
-        if call.callback_tries >= rules.callback_attempts:
-            log.warning("call %s: call back %d of %d failed (%s); the call ends", call.uniqueid,
-                        call.callback_tries, rules.callback_attempts, exc)
-            self.calls.pop(call.uniqueid, None)
-            await self._finish(call, self.clock(), None)
-            return
-        log.info("call %s: call back %d of %d failed (%s); again in %gs, same place", call.uniqueid,
-                 call.callback_tries, rules.callback_attempts, exc, rules.callback_retry_s)
-        try:
-            await self._save_call(call)
-        except (RedisError, OSError):
-            pass
-        asyncio.get_running_loop().call_later(rules.callback_retry_s, self._call_back_again, call.uniqueid)
-
-    def _call_back_again(self, uniqueid: str) -> None:
-        call = self.calls.get(uniqueid)
-        if call is None or not call.callback or call.leg or uniqueid in self.waiting:
-            return
-        # Back in its place: the first queue time is kept.
-        self._enqueue(call, {"Queue": call.queue or "", "Skills": call.skills, "CallPriority": str(call.priority)})
-
-    def _callback_answered(self, msg) -> None:
-        call = self.calls.get(msg.get("Of", ""))
-        if call is None or not call.callback or call.leg not in ("", "pending"):
-            return
-        call.leg, call.channel = msg.get("Uniqueid", ""), msg.get("Channel", "")
-        self.calls[call.leg] = call
-        self._spawn(self._save_call(call))
-
-    # ---- returning callers ----------------------------------------------------------------
-    async def _returning(self, call: LiveCall, waiting: WaitingCall) -> None:
-        """A caller answered within ``returning.days`` waits up to ``returning.wait_s`` for the agent who
-        answered them last (if that agent is logged in, not on a break, and has the skills), then is
-        queued as usual with its first queue time."""
-        rules = self.router.queues.returning
-        try:
-            agent_id = await self.redis.get(Keys.last_agent(call.caller))
-        except (RedisError, OSError):
-            agent_id = None
-        agent = self.agents.agents.get(agent_id or "")
-        usable = agent is not None and agent.state not in (AgentState.LOGGED_OUT, AgentState.NOT_READY) \
-            and agent.can_serve(waiting.skills)
-        if not usable or self.waiting.get(call.uniqueid) is not waiting:
-            if self.waiting.get(call.uniqueid) is waiting:
-                await self._save_waiting(call, waiting)
-            return
-        # Its own bucket, which every node's offer for that agent looks at first (acd/router.py).
-        own = WaitingCall(call.uniqueid, call.channel, RETURNING_QUEUE, {preference_skill(agent.id): 1},
-                          waiting.priority, waiting.queued_at)
-        self.waiting[call.uniqueid] = own
-        call.bucket = own.bucket
-        log.info("call %s: returning caller, waits up to %gs for agent %s", call.uniqueid, rules.wait_s, agent.id)
-        asyncio.get_running_loop().call_later(rules.wait_s, self._preference_over, call.uniqueid, own, waiting)
-        await self._save_waiting(call, own)
-        if self.waiting.get(call.uniqueid) is own and agent.state == AgentState.READY:
-            self.offer_agent(agent.id)
-
-    def _preference_over(self, uniqueid: str, own: WaitingCall, usual: WaitingCall) -> None:
-        call = self.calls.get(uniqueid)
-        if call is None or self.waiting.get(uniqueid) is not own:
-            return
-
-        async def requeue() -> None:
-            await self._withdraw_waiting(call)
-            if call.state != "waiting" or uniqueid in self.waiting:
-                return
-            usual.channel = call.channel
-            self.waiting[uniqueid] = usual
-            call.bucket = usual.bucket
-            await self._save_waiting(call, usual)
-        self._spawn(requeue())

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from acd.agents import AgentDirectory, outbox_row
-from acd.distributor import LiveCall
+from acd.calls import LiveCall
 from acd.outbox import OutboxWriter
 from acd.router import routing_score
 from cti.app import make_app

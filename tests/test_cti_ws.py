@@ -20,7 +20,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
 from acd.agents import AgentDirectory, outbox_row
-from acd.distributor import LiveCall
+from acd.calls import LiveCall
 from acd.outbox import OutboxWriter
 from cti.app import HUB, make_app
 from cti.events import RESYNC, Subscription
