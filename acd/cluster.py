@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from hotline.keys import Keys
 
-from .hotpath import Subscription, open_lane
+from hotline.lane import Subscription, open_lane
 
 __all__ = ["Cluster", "PeerListener", "node_channel"]
 
@@ -138,7 +138,7 @@ class Cluster:
 class PeerListener:
     """Messages from the other nodes: agent transitions (``hotline:events``) and calls handed to
     this node (its own channel). Every agent change of the cluster reaches every node, so they are
-    read on a lean connection (:meth:`acd.hotpath.Lane.subscribe`: a few µs a message) when the
+    read on a lean connection (:meth:`hotline.lane.Lane.subscribe`: a few µs a message) when the
     client allows one, else through redis-py. Resubscribes with backoff; after a gap ``on_gap``
     runs (the caller re-reads what it may have missed)."""
 

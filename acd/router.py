@@ -25,7 +25,7 @@ never give one call to two agents or two calls to one agent:
   (``longest_idle``, ``least_occupied`` today, ``best_skill``), ties going to the longest
   idle then the lowest id, and reserves the best; with no candidate the call joins its bucket.
 
-Decisions go over a lean connection (:mod:`acd.hotpath`: one EVALSHA, ~20 µs of Python
+Decisions go over a lean connection (:mod:`hotline.lane`: one EVALSHA, ~20 µs of Python
 instead of redis-py's ~100 µs) when the client allows; else through redis-py.
 
 Every decision returns its explanation (candidates and their scores) for the logs and
@@ -47,7 +47,7 @@ from hotline.model import format_skills, parse_skills
 
 from .agents import busy_day
 from .cluster import node_channel
-from .hotpath import Packed, bulk, open_lane, pack
+from hotline.lane import Packed, bulk, open_lane, pack
 from .queues import QueueBook
 
 __all__ = ["AgentChanged", "Decision", "RETURNING_QUEUE", "Router", "WaitingCall", "bucket_id", "parse_bucket",
@@ -395,7 +395,7 @@ _RULES = {
 
 
 class Router:
-    """Routing decisions; each one EVALSHA on a lean connection (:mod:`acd.hotpath`) when the
+    """Routing decisions; each one EVALSHA on a lean connection (:mod:`hotline.lane`) when the
     client allows one (else through redis-py). Call :meth:`aclose` when done with it."""
 
     def __init__(self, redis: Redis, queues: Optional[QueueBook] = None, *, clock=time.time,

@@ -131,7 +131,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
 
     from acd.agents import AgentDirectory
     from acd.cluster import PeerListener
-    from acd.hotpath import pack
+    from hotline.lane import pack
     from acd.router import AgentChanged, Router, WaitingCall
     from hotline.keys import Keys
     from hotline.model import AgentState

@@ -358,7 +358,7 @@ async def test_lean_connection_times_out_and_falls_back_where_it_cannot_serve():
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from acd.hotpath import Lane, open_lane, pack
+    from hotline.lane import Lane, open_lane, pack
 
     async def silent(reader, writer):           # accepts, reads, never answers
         await reader.read()
@@ -386,7 +386,7 @@ async def test_lean_connection_times_out_and_falls_back_where_it_cannot_serve():
 async def test_lean_connection_over_a_unix_socket(tmp_path):
     """A Redis on the same host over its Unix socket: the lane speaks it too (and the routing
     scripts give the same answers there)."""
-    from acd.hotpath import open_lane, pack
+    from hotline.lane import open_lane, pack
     from hotline.embedded import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis")
@@ -509,7 +509,7 @@ async def test_calls_arriving_together_are_decided_in_order(redis, lean):
 async def test_a_burst_of_arrivals_fails_whole_when_redis_goes_away(redis):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from acd.hotpath import Lane
+    from hotline.lane import Lane
 
     router = Router(redis, QUEUES)
     router.lane = Lane("127.0.0.1", 1, connect_timeout=1)          # nothing listens there
@@ -522,7 +522,7 @@ def test_a_lane_serves_a_new_event_loop_after_its_first_one_closed(redis_url):
     3.11); a lane whose loop has closed connects again from the new one."""
     from redis.asyncio import Redis
 
-    from acd.hotpath import open_lane, pack
+    from hotline.lane import open_lane, pack
 
     lane = open_lane(Redis.from_url(redis_url))
     assert asyncio.run(lane.execute(pack("PING"))) == "PONG"

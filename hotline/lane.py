@@ -1,4 +1,5 @@
-"""A lean Redis connection for the routing hot path (:class:`acd.router.Router`).
+"""A lean Redis connection for hot paths: the ACD's routing decisions (:class:`acd.router.Router`)
+and the subscriptions every agent change reaches (ACD nodes, the CTI's event hub).
 
 redis-py spends ~100 µs of Python per command (retries, timeouts, connection pool, packing);
 a routing decision is one ``EVALSHA``, so that overhead was most of a decision's cost. This is
@@ -9,7 +10,8 @@ written together and answered in order (Redis answers in order), the script load
 the requests in flight (not retried: a script may have run) and the next request reconnects.
 
 The same machinery serves subscriptions (:meth:`Lane.subscribe`): every agent change of the
-cluster reaches every ACD node, and each message costs a few µs here instead of redis-py's ~15.
+cluster reaches every ACD node and the CTI, and each message costs a few µs here instead of
+redis-py's ~15.
 
 Only for plain TCP or a Unix socket (``unix://`` URLs, a Redis on the same host) with optional
 password and database; anything else (TLS,
@@ -310,6 +312,9 @@ class Lane:
         except asyncio.TimeoutError:
             sub.close()
             raise RedisTimeoutError("Redis did not confirm the subscription in time") from None
+        except BaseException:               # refused, or the caller gave up: no connection left behind
+            sub.close()
+            raise
         return sub
 
     def _close(self, proto: _Protocol) -> None:
