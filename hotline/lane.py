@@ -39,30 +39,17 @@ __all__ = ["Lane", "Subscription", "bulk", "open_lane", "pack"]
 log = logging.getLogger(__name__)
 
 
-def _bulk(value: Any) -> bytes:
-    kind = type(value)
-    if kind is str:
-        data = value.encode()
-    elif kind is bytes:
-        data = value
-    elif kind is float:
-        data = repr(value).encode()
-    else:
-        data = str(value).encode()
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 def bulk(text: str) -> bytes:
     """One argument, encoded."""
     data = text.encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def pack(*parts: Any) -> bytes:
-    """One RESP command; a part that is a :class:`Packed` is spliced in as already encoded args.
-    (On every routing decision: the parts are encoded inline, no call per part.)"""
+def _encode(parts) -> tuple[int, bytes]:
+    """Arguments encoded (a :class:`Packed` spliced in as it is): (how many, the bytes). On every
+    routing decision: the parts are encoded inline, no call per part."""
     count = 0
-    out = [b""]
+    out = []
     for part in parts:
         kind = type(part)
         if kind is Packed:
@@ -79,8 +66,13 @@ def pack(*parts: Any) -> bytes:
             data = str(part).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
         count += 1
-    out[0] = b"*%d\r\n" % count
-    return b"".join(out)
+    return count, b"".join(out)
+
+
+def pack(*parts: Any) -> bytes:
+    """One RESP command; a part that is a :class:`Packed` is spliced in as already encoded args."""
+    count, data = _encode(parts)
+    return b"*%d\r\n%s" % (count, data)
 
 
 class Packed:
@@ -88,8 +80,7 @@ class Packed:
     __slots__ = ("count", "data")
 
     def __init__(self, *args: Any) -> None:
-        self.count = len(args)
-        self.data = b"".join(_bulk(a) for a in args)
+        self.count, self.data = _encode(args)
 
     @classmethod
     def raw(cls, command: bytes) -> "Packed":
