@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import sys
+from contextlib import asynccontextmanager
+from typing import Optional
 
 from acd.agents import AgentDirectory
 from hotline.embedded import free_port
@@ -47,26 +49,70 @@ async def start_acd(env: dict[str, str], log_path) -> asyncio.subprocess.Process
     return proc
 
 
-async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redis_url, pg_url, tmp_path):
+class AcdProcess:
+    """The ACD as a real process, so that it can be killed -9 and started again."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: Optional[asyncio.subprocess.Process] = None
+
+    async def start(self) -> None:
+        self.proc = await start_acd(self.env, self.log_path)
+
+    async def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)             # no cleanup of any kind
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.proc.wait(), 15)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@asynccontextmanager
+async def killable(redis, redis_url, pg_url, tmp_path, agents=("1001",), queues: str = "", **dialplan):
+    """The simulated PBX running our dialplan, the IVR, agents (logged out) with phones, and the
+    ACD as a process (not started yet: a test sets up its floor first). ``dialplan``: globals."""
     user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
     sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
                                     auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
     await sim.start()
-    sim.pbx.globals["HOTLINE_RING_TIMEOUT"] = "100"      # 5 s at this speed: rings through the crash
+    sim.pbx.globals.update(dialplan)
     ivr = await run_ivr(Settings(agi_port=0), redis)
     sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
     directory = AgentDirectory(redis)
-    for agent_id in ("1001", "1002"):
+    for agent_id in agents:
         sim.register_phone(agent_id)
         await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
-        await directory.transition(agent_id, AgentState.READY)
-    sim.phones["1002"].answer_delay_s = (1.0, 1.0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
                HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
                HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO")
-    proc = await start_acd(env, tmp_path / "acd.log")
+    if queues:
+        rules = tmp_path / "queues.yaml"
+        rules.write_text(queues, encoding="utf-8")
+        env["HOTLINE_ACD_QUEUES_FILE"] = str(rules)
+    acd = AcdProcess(env, tmp_path / "acd.log")
     try:
+        yield sim, directory, acd
+    finally:
+        await acd.stop()
+        await ivr.stop()
+        await sim.stop()
+
+
+async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redis_url, pg_url, tmp_path):
+    # HOTLINE_RING_TIMEOUT 100: 5 s at this speed, rings through the crash
+    async with killable(redis, redis_url, pg_url, tmp_path, agents=("1001", "1002"),
+                        HOTLINE_RING_TIMEOUT="100") as (sim, directory, acd):
+        for agent_id in ("1001", "1002"):
+            await directory.transition(agent_id, AgentState.READY)
+        sim.phones["1002"].answer_delay_s = (1.0, 1.0)
+        await acd.start()
         talking = sim.place_call(plan(number="13800000001", talk=3.5))
         await until(lambda: talking.answered_at is not None)
         ringing = sim.place_call(plan(number="13800000002", talk=3.0))
@@ -79,22 +125,16 @@ async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redi
                 if await redis.zscore(Keys.waiting, caller.channel.uniqueid) is not None:
                     break
                 await asyncio.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)                  # no cleanup of any kind
-        await proc.wait()
+        await acd.kill()
         # While no ACD runs: the ringing call is answered, one waiting caller gives up, and the
         # first call ends.
         await until(lambda: talking.ended_at is not None and leaving.ended_at is not None
                     and ringing.answered_at is not None, timeout=8)
         assert all(c.answered_at is None for c in waiting)
-        proc = await start_acd(env, tmp_path / "acd.log")
+        await acd.start()
         callers = [talking, ringing, *waiting, leaving]
         await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in callers)), 20)
         await records_settled(pool, len(callers))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
-        await ivr.stop()
-        await sim.stop()
     rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
     truth = {r["uniqueid"]: r for r in sim.truth.records}
     assert set(rows) == set(truth) and len(rows) == 5
@@ -131,26 +171,11 @@ async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tm
     process calls them back when the agent is free; one record, answered."""
     from dataclasses import replace
 
-    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
-    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
-                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
-    await sim.start()
-    sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
-    ivr = await run_ivr(Settings(agi_port=0), redis)
-    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
-    sim.register_phone("1001")
-    directory = AgentDirectory(redis)
-    await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
-    await directory.transition("1001", AgentState.READY)
-    rules = tmp_path / "queues.yaml"
-    rules.write_text("queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
-               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
-               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
-               HOTLINE_ACD_QUEUES_FILE=str(rules))
-    proc = await start_acd(env, tmp_path / "acd.log")
-    try:
+    async with killable(redis, redis_url, pg_url, tmp_path, HOTLINE_ANNOUNCE_EVERY="10",
+                        queues="queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n") \
+            as (sim, directory, acd):
+        await directory.transition("1001", AgentState.READY)
+        await acd.start()
         busy = sim.place_call(plan(number="13800000001", talk=6.0))
         await until(lambda: busy.answered_at is not None)
         keeper = sim.place_call(replace(plan(number="13800000002", patience=30, talk=0.3), queue_choice="callback"))
@@ -160,22 +185,16 @@ async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tm
             if await redis.hget(Keys.call(uid), "callback"):
                 break
             await asyncio.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        proc = await start_acd(env, tmp_path / "acd.log")
+        await acd.kill()
+        await acd.start()
         await asyncio.wait_for(asyncio.gather(busy.done.wait(), keeper.done.wait()), 20)
         await records_settled(pool, 2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
-        await ivr.stop()
-        await sim.stop()
     assert keeper.was_called_back
     rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
     assert len(rows) == 2
     kept = rows[uid]
     assert (kept["outcome"], kept["agent"]) == ("answered", "1001")
-    assert "still owed a call back" in (tmp_path / "acd.log").read_text()
+    assert "still owed a call back" in acd.log
 
 
 async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_only(redis, pool, redis_url, pg_url,
@@ -185,29 +204,13 @@ async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_onl
     bucket (else the agent's offer and another agent's could both take it). One record, answered."""
     from acd.router import RETURNING_QUEUE, bucket_id, preference_skill
 
-    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
-    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
-                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
-    await sim.start()
-    ivr = await run_ivr(Settings(agi_port=0), redis)
-    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
-    directory = AgentDirectory(redis)
-    for agent_id in ("1001", "1002"):
-        sim.register_phone(agent_id)
-        await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
-    await directory.transition("1001", AgentState.READY)
-    await directory.transition("1002", AgentState.NOT_READY, reason="break")
-    await redis.set(Keys.last_agent("13900000001"), "1001")        # 1001 answered this caller before
-    rules = tmp_path / "queues.yaml"
-    rules.write_text("returning:\n  enabled: true\n  wait_s: 60\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
-               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
-               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
-               HOTLINE_ACD_QUEUES_FILE=str(rules))
     own = Keys.bucket(bucket_id(RETURNING_QUEUE, {preference_skill("1001"): 1}))
-    proc = await start_acd(env, tmp_path / "acd.log")
-    try:
+    async with killable(redis, redis_url, pg_url, tmp_path, agents=("1001", "1002"),
+                        queues="returning:\n  enabled: true\n  wait_s: 60\n") as (sim, directory, acd):
+        await directory.transition("1001", AgentState.READY)
+        await directory.transition("1002", AgentState.NOT_READY, reason="break")
+        await redis.set(Keys.last_agent("13900000001"), "1001")        # 1001 answered this caller before
+        await acd.start()
         busy = sim.place_call(plan(number="13800000001", talk=6.0))          # keeps 1001 on a call
         await until(lambda: busy.answered_at is not None)
         again = sim.place_call(plan(number="13900000001", talk=0.2, patience=30))
@@ -218,9 +221,8 @@ async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_onl
                 break
             await asyncio.sleep(0.02)
         assert await redis.zscore(own, uid) is not None
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        proc = await start_acd(env, tmp_path / "acd.log")
+        await acd.kill()
+        await acd.start()
         usual = bucket_id("general", {"mandarin": 1})
         for _ in range(250):                         # recovery queues it again, in its usual bucket
             if await redis.zscore(Keys.bucket(usual), uid) is not None:
@@ -230,11 +232,6 @@ async def test_a_returning_caller_found_again_by_recovery_waits_in_one_queue_onl
         assert await redis.zscore(own, uid) is None, "still in the returning caller's own bucket too"
         await asyncio.wait_for(asyncio.gather(busy.done.wait(), again.done.wait()), 20)
         await records_settled(pool, 2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
-        await ivr.stop()
-        await sim.stop()
     rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
     assert len(rows) == 2
     assert (rows[uid]["outcome"], rows[uid]["agent"]) == ("answered", "1001")
@@ -249,49 +246,27 @@ async def test_a_call_back_ringing_at_a_kill_9_is_followed_not_placed_again(redi
     caller a second time nor free the agent reserved for it. One record, answered by that agent."""
     from dataclasses import replace
 
-    user = read_manager_conf(ASTERISK_CONFIG / "manager.conf")[2][0]
-    sim = Simulator(SimulatorConfig(config_dir=ASTERISK_CONFIG, sounds_dirs=[SOUNDS], ami_port=0, speed=SPEED,
-                                    auth_fail_delay=0.01), Scenario(agents=0, answer_delay_s=(0.02, 0.05)))
-    await sim.start()
-    sim.pbx.globals["HOTLINE_ANNOUNCE_EVERY"] = "10"
-    ivr = await run_ivr(Settings(agi_port=0), redis)
-    sim.pbx.globals["HOTLINE_AGI"] = f"agi://127.0.0.1:{ivr.port}"
-    sim.register_phone("1001")
-    directory = AgentDirectory(redis)
-    await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
-    await directory.transition("1001", AgentState.READY)
-    rules = tmp_path / "queues.yaml"
     # The call back rings up to 200 s: 10 s here (the simulator runs 20x), through the restart.
-    rules.write_text("queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n"
-                     "    callback_ring_s: 200\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
-               HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
-               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
-               HOTLINE_ACD_QUEUES_FILE=str(rules))
-    proc = await start_acd(env, tmp_path / "acd.log")
-    try:
+    queues = ("queues:\n  general:\n    max_wait_s: 0.2\n    offer: [callback, message]\n"
+              "    callback_ring_s: 200\n")
+    async with killable(redis, redis_url, pg_url, tmp_path, queues=queues, HOTLINE_ANNOUNCE_EVERY="10") \
+            as (sim, directory, acd):
+        await directory.transition("1001", AgentState.READY)
+        await acd.start()
         busy = sim.place_call(plan(number="13800000001", talk=4.0))       # keeps 1001 busy meanwhile
         await until(lambda: busy.answered_at is not None, timeout=10)
         keeper = sim.place_call(replace(plan(number="13800000002", patience=60, talk=0.3), queue_choice="callback",
                                         callback_answer_s=3.0))      # answers the call back after 3 s of ringing
         await until(lambda: keeper.was_called_back, timeout=20)    # 1001 free: the call back rings
         uid = keeper.first_uniqueid
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        proc = await start_acd(env, tmp_path / "acd.log")
+        await acd.kill()
+        await acd.start()
         await asyncio.wait_for(asyncio.gather(busy.done.wait(), keeper.done.wait()), 30)
         await records_settled(pool, 2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
-        await ivr.stop()
-        await sim.stop()
     rows = {r["uniqueid"]: dict(r) for r in await pool.fetch("SELECT * FROM calls")}
     assert len(rows) == 2
     assert (rows[uid]["outcome"], rows[uid]["agent"]) == ("answered", "1001")
-    log_text = (tmp_path / "acd.log").read_text()
-    assert "still owed a call back" not in log_text
+    assert "still owed a call back" not in acd.log
     reserved = await pool.fetch("SELECT agent_id FROM agent_states WHERE state = 'reserved' AND call_uniqueid = $1",
                                 uid)
     assert [r["agent_id"] for r in reserved] == ["1001"]            # one reservation, one call back
