@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from hotline.keys import Keys
 
-from hotline.lane import Subscription, open_lane
+from hotline.subscriber import Subscriber
 
 __all__ = ["Cluster", "PeerListener", "node_channel"]
 
@@ -137,85 +137,31 @@ class Cluster:
 
 class PeerListener:
     """Messages from the other nodes: agent transitions (``hotline:events``) and calls handed to
-    this node (its own channel). Every agent change of the cluster reaches every node, so they are
-    read on a lean connection (:meth:`hotline.lane.Lane.subscribe`: a few µs a message) when the
-    client allows one, else through redis-py. Resubscribes with backoff; after a gap ``on_gap``
-    runs (the caller re-reads what it may have missed)."""
+    this node (its own channel), on a :class:`hotline.subscriber.Subscriber` (a lean connection:
+    every agent change of the cluster reaches every node). After a gap ``on_gap`` runs (the caller
+    re-reads what it may have missed)."""
 
     def __init__(self, redis: Redis, node: str, *, on_agent: Callable[[dict[str, Any]], None],
                  on_handoff: Callable[[dict[str, Any]], None], on_gap: Callable[[], None],
                  lean: bool = True) -> None:
-        self.redis = redis
         self.node = node
         self.on_agent = on_agent
         self.on_handoff = on_handoff
-        self.on_gap = on_gap
         self._channel = node_channel(node)
         # How every change this node publishes ends (the node's name is the last field).
         self._own = f', "node": {json.dumps(node)}}}'
-        self._lane = open_lane(redis) if lean else None
-        self._subscription: Optional[Subscription] = None
-        self._pubsub = None
-        self._task: Optional[asyncio.Task] = None
+        self.subscriber = Subscriber(redis, [Keys.events, self._channel], self.dispatch, on_gap=on_gap,
+                                     lean=lean, name="ACD peer messages")
 
     async def start(self) -> None:
-        await self._subscribe()
-        self._task = asyncio.create_task(self._run(), name="acd-peers")
+        await self.subscriber.start()
 
     async def stop(self) -> None:
-        await _cancelled(self._task)
-        await self._close()
+        await self.subscriber.stop()
 
     @property
     def subscribed(self) -> bool:
-        return self._subscription is not None or self._pubsub is not None
-
-    async def _subscribe(self) -> None:
-        channels = [Keys.events, self._channel]
-        if self._lane is not None:
-            self._subscription = await self._lane.subscribe(channels, self.dispatch)
-            return
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(*channels)
-        self._pubsub = pubsub
-
-    async def _close(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            subscription.close()
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
-
-    async def _run(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                if not self.subscribed:
-                    await self._subscribe()
-                    delay = 0.2
-                    self.on_gap()
-                if self._subscription is not None:
-                    raise await self._subscription.lost     # messages are dispatched as they come
-                message = await self._pubsub.get_message(timeout=5.0)
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("ACD peer messages lost (%s); resubscribing in %.1fs", exc, delay)
-                await self._close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                self.dispatch(message["channel"], message["data"])
-            except Exception:  # noqa: BLE001 - one bad message must not end the subscription
-                log.exception("ACD peer message not handled: %r", message.get("data"))
+        return self.subscriber.connected
 
     def dispatch(self, channel: str, raw: str) -> None:
         if type(raw) is str and raw.endswith(self._own) and channel != self._channel:

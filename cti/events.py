@@ -15,11 +15,9 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from hotline.keys import Keys
-from hotline.lane import Subscription as LeanSubscription
-from hotline.lane import open_lane
+from hotline.subscriber import Subscriber
 
 __all__ = ["EventHub", "RESYNC", "Subscription"]
 
@@ -71,21 +69,20 @@ class Subscription:
 class EventHub:
     def __init__(self, redis: Redis, channel: str = Keys.events, *, queue_size: int = 256,
                  read_timeout_s: float = 5.0, max_backoff_s: float = 10.0, lean: bool = True) -> None:
-        self.redis = redis
-        # Every agent change of the cluster comes through here (one per routing decision): read on
-        # a lean subscription (hotline.lane: a few µs a message) when the client allows one.
-        self._lane = open_lane(redis) if lean else None
-        self._lean: Optional[LeanSubscription] = None
         self.channel = channel
         self.queue_size = queue_size
-        self.read_timeout_s = read_timeout_s
-        self.max_backoff_s = max_backoff_s
-        self.connected = False
         self.received = 0
         self._by_agent: dict[str, set[Subscription]] = {}
-        self._pubsub = None
-        self._task: Optional[asyncio.Task] = None
         self._stopped = False
+        # Every agent change of the cluster comes through here (one per routing decision): read on
+        # a lean subscription when the client allows one. After a gap, every desktop resyncs.
+        self.subscriber = Subscriber(redis, [channel], self._message, on_gap=self._gap, lean=lean,
+                                     name="events", first_backoff_s=0.5, max_backoff_s=max_backoff_s,
+                                     read_timeout_s=read_timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self.subscriber.connected
 
     # ---- life cycle ---------------------------------------------------------------------
     async def start(self, timeout: float = 2.0) -> None:
@@ -93,25 +90,13 @@ class EventHub:
 
         Redis unreachable at start-up is not fatal: the task keeps trying, with backoff.
         """
-        try:
-            async with asyncio.timeout(timeout):
-                await self._connect()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("events: cannot subscribe to %s yet (%s); will retry", self.channel,
-                        str(exc) or type(exc).__name__)
-            await self._drop()
-        self._task = asyncio.create_task(self._run(), name="cti-events")
+        await self.subscriber.start(timeout, must_subscribe=False)
+        if self.connected:
+            log.info("events: subscribed to %s", self.channel)
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self._drop()
+        await self.subscriber.stop()
         for subs in list(self._by_agent.values()):
             for sub in list(subs):
                 sub.deliver(None)
@@ -137,76 +122,13 @@ class EventHub:
                 del self._by_agent[sub.agent_id]
 
     # ---- reading ------------------------------------------------------------------------
-    async def _connect(self) -> None:
-        if self._lane is not None:
-            self._lean = await self._lane.subscribe([self.channel], self._lean_message)
-            self.connected = True
-            log.info("events: subscribed to %s", self.channel)
-            return
-        pubsub = self.redis.pubsub()
-        self._pubsub = pubsub
-        await pubsub.subscribe(self.channel)
-        # Wait for the confirmation: from here on, every publish reaches us.
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is not None and message.get("type") == "subscribe":
-                break
-        # redis-py may also reconnect and re-subscribe by itself, silently: hear of it too.
-        if pubsub.connection is not None:
-            pubsub.connection.register_connect_callback(self._reconnected)
-        self.connected = True
-        log.info("events: subscribed to %s", self.channel)
-
-    def _reconnected(self, connection) -> None:
-        log.info("events: subscription re-made by the client; desktops resync")
-        self._broadcast(RESYNC)
-
-    def _lean_message(self, channel: str, data: str) -> None:
+    def _message(self, channel: str, data: Any) -> None:
         self.received += 1
         self.dispatch(data)
 
-    async def _drop(self) -> None:
-        self.connected = False
-        lean, self._lean = self._lean, None
-        if lean is not None:
-            lean.close()
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            if pubsub.connection is not None:
-                try:
-                    pubsub.connection.deregister_connect_callback(self._reconnected)
-                except ValueError:
-                    pass
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
-
-    async def _run(self) -> None:
-        delay = 0.5
-        while not self._stopped:
-            try:
-                if self._pubsub is None and self._lean is None:
-                    async with asyncio.timeout(max(self.read_timeout_s, 2.0)):
-                        await self._connect()
-                    delay = 0.5
-                    self._broadcast(RESYNC)          # events may have been missed meanwhile
-                if self._lean is not None:
-                    raise await self._lean.lost     # events are dispatched as they are read
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True,
-                                                         timeout=self.read_timeout_s)
-                delay = 0.5
-                if message is not None and message.get("type") == "message":
-                    self.received += 1
-                    self.dispatch(message.get("data"))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the subscription must outlive any one failure
-                log.warning("events: subscription lost (%s); retrying in %.1fs",
-                            str(exc) or type(exc).__name__, delay)
-                await self._drop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
+    def _gap(self) -> None:
+        log.info("events: subscribed to %s again; desktops resync", self.channel)
+        self._broadcast(RESYNC)              # events may have been missed meanwhile
 
     def dispatch(self, raw: Any) -> None:
         """Route one published event to the subscriptions it concerns; ignore anything unreadable."""

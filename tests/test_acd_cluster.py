@@ -279,7 +279,7 @@ async def test_peer_messages_arrive_and_the_subscription_survives_its_connection
                             on_gap=lambda: gaps.append(1), lean=lean)
     await listener.start()
     try:
-        assert (listener._subscription is not None) is lean
+        assert listener.subscriber.lean is lean
         await redis.publish(Keys.events, change("bad"))
         await redis.publish(Keys.events, change("1001"))
         await until(lambda: seen == ["1001"])

@@ -319,13 +319,13 @@ async def test_garbage_on_the_events_channel_is_ignored(redis, pool):
 async def test_lost_subscription_is_remade_and_desktops_resync(redis, pool, monkeypatch, lean):
     """On the lean subscription (hotline.lane) or, where the client allows none, through redis-py."""
     if not lean:
-        monkeypatch.setattr("cti.events.open_lane", lambda client: None)
+        monkeypatch.setattr("hotline.subscriber.open_lane", lambda client: None)
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
         async with client.ws_connect("/ws/agent/1001") as ws:
             await receive(ws)
             hub = client.app[HUB]
-            assert (hub._lean is not None) is lean
+            assert hub.subscriber.lean is lean
             await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
             state = await receive_until(ws, "state", timeout=5)          # re-subscribed: read the state again
             assert state["agent"]["state"] == "ready"
