@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from hotline.keys import Keys
 
 from hotline.subscriber import Subscriber
+from hotline.tasks import stop_task
 
 __all__ = ["Cluster", "PeerListener", "node_channel"]
 
@@ -41,16 +42,6 @@ log = logging.getLogger(__name__)
 
 def node_channel(node: str) -> str:
     return f"{Keys.prefix}acd:node:{node}"
-
-
-async def _cancelled(task: Optional[asyncio.Task]) -> None:
-    """Stop a background loop and wait until it has."""
-    if task is not None:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
 
 class Cluster:
@@ -88,7 +79,7 @@ class Cluster:
         self._task = asyncio.create_task(self._beating(), name="acd-cluster")
 
     async def leave(self) -> None:
-        await _cancelled(self._task)
+        await stop_task(self._task)
         try:
             await self.redis.zrem(Keys.acd_nodes, self.node)
         except (RedisError, OSError):

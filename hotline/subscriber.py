@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from redis.asyncio import Redis
 
 from .lane import Subscription, open_lane
+from .tasks import stop_task
 
 __all__ = ["Subscriber"]
 
@@ -65,12 +66,7 @@ class Subscriber:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(task)
         await self._close()
 
     async def _subscribe(self) -> None:
