@@ -224,13 +224,14 @@ class Recovery:
     async def _adopt(self, call: LiveCall, channel, now: float) -> None:
         context = channel.get("Context", "")
         if channel.get("BridgeId"):
-            if call.answered_at is None:
-                call.answered_at = now               # answered while we were away
-                call.state = "talking"
-                agent = self.agents.agents.get(call.agent or "")
-                if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
-                    self._spawn(self._transition(agent.id, AgentState.ON_CALL, call=call.uniqueid))
-                self._spawn(self._save_call(call))
+            # Answered while we were away (or while the node that followed it was dying: then we
+            # witnessed the answer, but nobody moved its agent on). Its agent is on call.
+            call.answered_at = call.answered_at or now
+            call.state = "talking"
+            agent = self.agents.agents.get(call.agent or "")
+            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+                self._spawn(self._transition(agent.id, AgentState.ON_CALL, call=call.uniqueid))
+            self._spawn(self._save_call(call))
             return
         if context == "hotline-wait":
             if call.state == "waiting" and call.queue:

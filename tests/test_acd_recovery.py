@@ -151,6 +151,29 @@ async def test_kill_9_and_restart_loses_and_duplicates_nothing(redis, pool, redi
     assert states == {"1001": "ready", "1002": "ready"}
 
 
+async def test_an_adopted_call_answered_meanwhile_puts_its_agent_on_call(redis):
+    """A node dies while its caller is being connected; the survivor witnessed the answer (so it
+    adopts the call as answered) and finds it bridged: the reserved agent is on call now, so its
+    hang-up starts its wrap-up. (It stayed reserved until the 30 s reconcile: a stuck agent.)"""
+    from acd.calls import LiveCall
+    from acd.distributor import Distributor
+
+    directory = AgentDirectory(redis)
+    await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
+    await directory.transition("1001", AgentState.READY)
+    await directory.transition("1001", AgentState.RESERVED, call="1795340000.7")
+    distributor = Distributor(None, redis, directory)
+    now = 1795340010.0
+    call = LiveCall("1795340000.7", "PJSIP/trunk-00000007", "1795340000.7", "main", "13900000001", now - 10,
+                    queued_at=now - 8, queue="general", state="talking", agent="1001", answered_at=now - 1)
+    await distributor._adopt(call, {"BridgeId": "b-1", "Context": "hotline-connect"}, now)
+    await distributor.wait_idle()
+    assert directory.get("1001").state == AgentState.ON_CALL
+    assert (await redis.hgetall(Keys.agent("1001")))["state"] == "on_call"
+    assert call.answered_at == now - 1                  # when it was answered, as witnessed
+    await distributor.close()
+
+
 async def test_agent_state_no_channel_explains_is_repaired(redis, pool, redis_url, pg_url, tmp_path):
     from .test_call_end_to_end import hotline
 
