@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from hotline.ami import AMIActionError, AMIError
 from hotline.keys import Keys
+from hotline.live import SURVEY_SCORES
 from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord, SkillError, parse_skills, valid_name
 
 from .agents import AgentDirectory, AgentError, outbox_row
@@ -36,7 +37,6 @@ __all__ = ["Distributor"]
 
 log = logging.getLogger(__name__)
 
-SURVEY_SCORES = ("satisfied", "basically_satisfied", "dissatisfied")
 HANDLE_TIMES_KEPT = 20          # the wait estimate averages the handle time of a queue's last 20 calls
 
 # The first node to write a new call's hash follows it (two nodes' views of the membership may
@@ -470,7 +470,7 @@ class Distributor(Recovery, QueueExperience, PeerHandling):
             ivr_path = json.loads(raw) if raw else None
             # The survey runs after the agent hung up; the IVR stores its rating with the call.
             rating = (ivr_path or {}).get("survey") or {}
-            survey = rating.get("score") if rating.get("score") in SURVEY_SCORES else None
+            survey = rating.get("score") if rating.get("score") in SURVEY_SCORES.values() else None
         except (ValueError, OSError, RedisError, AttributeError) as exc:
             log.warning("call %s: IVR path unreadable: %s", call.uniqueid, exc)
         if call.callback:

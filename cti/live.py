@@ -1,9 +1,9 @@
 """What the CTI reads from Redis: agents, live calls, the waiting queue, IVR paths.
 
-The layouts are the ACD's and the IVR's (``acd/agents.py`` ``Agent.to_redis``,
-``acd/distributor.py`` ``LiveCall.to_redis``, ``ivr/app.py`` ``IvrPath.to_dict``). The CTI
-only reads them, and reads them defensively: a field that is missing or garbled gives a
-neutral value, never an error page or a dead socket.
+The layouts are the ACD's and the IVR's (``acd/agents.py`` ``Agent.to_redis``, the call hash of
+:class:`hotline.live.LiveCall`, ``ivr/app.py`` ``IvrPath.to_dict``). The CTI only reads them,
+and reads them defensively: a field that is missing or garbled gives a neutral value, never an
+error page or a dead socket.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional
 from redis.asyncio import Redis
 
 from hotline.keys import Keys
+from hotline.live import LIVE_PHASES, CallState, LiveCall
 from hotline.model import AgentState, SkillError, parse_skills
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "read_call", "read_ivr_path",
 ]
 
-CALL_STATES = ("ivr", "waiting", "ringing", "talking")    # LiveCall.state
+CALL_STATES = tuple(state.value for state in LIVE_PHASES)    # what the live view counts calls in
 AGENT_STATES = tuple(state.value for state in AgentState)
 MAX_IVR_STEPS = 50
 
@@ -78,23 +79,22 @@ def agent_view(agent_id: str, data: dict[str, str]) -> dict[str, Any]:
 
 def call_view(uniqueid: str, data: dict[str, str], now: Optional[float] = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    queued_at = _float(data.get("queued_at"))
-    answered_at = _float(data.get("answered_at"))
-    wait_end = answered_at if answered_at is not None else now
+    call = LiveCall.from_redis(data, uniqueid=uniqueid, lenient=True)
+    wait_end = call.answered_at if call.answered_at is not None else now
     return {
         "uniqueid": uniqueid,
-        "caller": data.get("caller") or "",
-        "line": data.get("line") or "main",
-        "queue": data.get("queue") or None,
-        "priority": _int(data.get("priority")),
-        "skills": _skills(data.get("skills")),
-        "state": _state(data.get("state"), CALL_STATES),
-        "agent": data.get("agent") or None,
-        "arrived_at": _float(data.get("arrived_at")),
-        "queued_at": queued_at,
-        "answered_at": answered_at,
-        "wait_s": round(max(0.0, wait_end - queued_at), 1) if queued_at is not None else None,
-        "ring_attempts": _int(data.get("ring_attempts")),
+        "caller": call.caller,
+        "line": call.line,
+        "queue": call.queue,
+        "priority": call.priority,
+        "skills": _skills(call.skills),
+        "state": call.state.value,
+        "agent": call.agent,
+        "arrived_at": call.arrived_at or None,          # (0: missing or garbled)
+        "queued_at": call.queued_at,
+        "answered_at": call.answered_at,
+        "wait_s": round(max(0.0, wait_end - call.queued_at), 1) if call.queued_at is not None else None,
+        "ring_attempts": call.ring_attempts,
     }
 
 
@@ -185,9 +185,9 @@ async def live_snapshot(redis: Redis, now: Optional[float] = None) -> dict[str, 
     waiting_set = set(waiting_ids)
     by_state = {state: 0 for state in CALL_STATES}
     for uid in call_ids:
-        state = calls[uid]["state"]
+        state = CallState.read(calls[uid]["state"]).phase.value
         if uid in waiting_set:
-            state = "waiting"          # the zset is what the router serves
+            state = CallState.WAITING.value          # the zset is what the router serves
         if state in by_state:
             by_state[state] += 1
         if state in ("ringing", "talking") and calls[uid]["queue"]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from hotline.keys import Keys
+from hotline.live import SURVEY_SCORES
 from hotline.model import valid_name
 
 from .agi import AGIHangup
@@ -28,7 +29,7 @@ from .fastagi import AGISession
 
 __all__ = ["SCORES", "SURVEY_TTL", "Survey"]
 
-SCORES = {"1": "satisfied", "2": "basically_satisfied", "3": "dissatisfied"}
+SCORES = SURVEY_SCORES
 SURVEY_TTL = 86400
 PROMPT = "hotline/survey"
 
