@@ -226,6 +226,7 @@ async def agent_socket(request: web.Request) -> web.WebSocketResponse:
 
 async def close_all(app: web.Application) -> None:
     """Close every open desktop (server going away): they reconnect to another instance."""
-    sockets = list(app[SOCKETS])
+    open_sockets = app[SOCKETS]
+    sockets = list(open_sockets)
     await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
                            for ws in sockets if not ws.closed), return_exceptions=True)

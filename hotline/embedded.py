@@ -177,7 +177,8 @@ class EmbeddedPostgres:
         while True:
             if self._child.exit_code is not None:
                 raise EmbeddedStoreError(
-                    f"embedded PostgreSQL exited with code {self._child.exit_code}: {_tail(self._child.log_file)}")
+                    f"embedded PostgreSQL exited with code {self._child.exit_code}: "
+                    f"{_tail(self._child.log_file) if self._child.log_file else ''}")
             try:
                 conn = await asyncpg.connect(
                     host=self.host, port=self.port, user="postgres", database="postgres", timeout=2)

@@ -31,8 +31,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
     import hiredis
+    _HIREDIS = True
 except ImportError:                       # pragma: no cover - hiredis is a dependency
-    hiredis = None
+    _HIREDIS = False
 
 __all__ = ["Lane", "Subscription", "bulk", "open_lane", "pack"]
 
@@ -125,19 +126,20 @@ class _Protocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         out, self.out = self.out, []
-        if not self.closed and out:
+        if not self.closed and out and self.transport is not None:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def _check(self, loop: asyncio.AbstractEventLoop) -> None:
         """One timer per connection, not one per request: the oldest request unanswered too long
         fails the connection (the replies' order can no longer be trusted)."""
         self._watch = None
-        if self.closed or not self.pending:
+        timeout = self.timeout
+        if self.closed or not self.pending or timeout is None:
             return
-        if loop.time() - self.pending[0][1] > self.timeout:
+        if loop.time() - self.pending[0][1] > timeout:
             self.fail(RedisTimeoutError("Redis did not answer in time"))
             return
-        self._watch = loop.call_later(min(self.timeout, 1.0), self._check, loop)
+        self._watch = loop.call_later(min(timeout, 1.0), self._check, loop)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -224,6 +226,7 @@ class Lane:
         return await asyncio.shield(self._connecting)
 
     def _send(self, proto: _Protocol, command: bytes) -> asyncio.Future:
+        assert self._loop is not None           # (set with the protocol)
         return proto.send(self._loop, command)
 
     def request(self, command: bytes) -> Awaitable:
@@ -232,14 +235,14 @@ class Lane:
         the hot path: no coroutine in between, and no ``get_running_loop()``, which on Python 3.11
         makes a ``getpid()`` system call each time. A lane serves the loop it connected from; after
         that loop closed (a new one, as between tests) it connects again."""
-        proto = self._proto
-        if proto is not None and not proto.closed and not self._loop.is_closed():
-            return proto.send(self._loop, command)
+        proto, loop = self._proto, self._loop
+        if proto is not None and loop is not None and not proto.closed and not loop.is_closed():
+            return proto.send(loop, command)
         return self._request_when_connected(command)
 
     async def _request_when_connected(self, command: bytes) -> Any:
         proto = await self._ready()
-        return await proto.send(self._loop, command)
+        return await self._send(proto, command)
 
     async def execute(self, command: bytes) -> Any:
         """Send one packed command, return its reply (errors raised as redis-py's)."""
@@ -291,13 +294,13 @@ class Lane:
                 connecting = loop.create_unix_connection(lambda: Subscription(channels, on_message), self.path)
             else:
                 connecting = loop.create_connection(lambda: Subscription(channels, on_message), self.host, self.port)
-            _, sub = await asyncio.wait_for(connecting, self.connect_timeout)
+            transport, sub = await asyncio.wait_for(connecting, self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             where = self.path or f"{self.host}:{self.port}"
             raise RedisConnectionError(f"cannot connect to Redis at {where}: "
                                        f"{str(exc) or type(exc).__name__}") from None
         hello = pack("AUTH", *([self.username] if self.username else []), self.password) if self.password else b""
-        sub.transport.write(hello + pack("SUBSCRIBE", *channels))
+        transport.write(hello + pack("SUBSCRIBE", *channels))
         try:
             await asyncio.wait_for(asyncio.shield(sub.confirmed), self.connect_timeout)
         except asyncio.TimeoutError:
@@ -383,7 +386,7 @@ class Subscription(asyncio.Protocol):
 
 def open_lane(redis) -> Optional[Lane]:
     """A lane to the same server and database as this redis-py client, when it can be one."""
-    if hiredis is None:
+    if not _HIREDIS:
         return None
     try:
         from redis.asyncio.connection import Connection, UnixDomainSocketConnection

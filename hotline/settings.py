@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,7 +126,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe(error: dict[str, Any], from_env: set[str]) -> str:
+def _describe(error: Mapping[str, Any], from_env: set[str]) -> str:
     field = str(error["loc"][0]) if error.get("loc") else "?"
     source = ENV_PREFIX + field.upper() if field.upper() in from_env else field
     message = error.get("msg", "invalid value").removeprefix("Value error, ")

@@ -16,6 +16,7 @@ import logging
 from typing import Any, Callable, Optional
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from .lane import Subscription, open_lane
 from .tasks import stop_task
@@ -38,7 +39,7 @@ class Subscriber:
         self.read_timeout_s = read_timeout_s
         self.lane = open_lane(redis) if lean else None
         self._lean: Optional[Subscription] = None
-        self._pubsub = None
+        self._pubsub: Optional[PubSub] = None
         self._task: Optional[asyncio.Task] = None
 
     @property
@@ -117,6 +118,7 @@ class Subscriber:
                     self.on_gap()
                 if self._lean is not None:
                     raise await self._lean.lost         # messages are handed over as they are read
+                assert self._pubsub is not None         # (subscribed above)
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True,
                                                          timeout=self.read_timeout_s)
                 delay = self.first_backoff_s

@@ -229,7 +229,9 @@ class AMIClient:
         ``timeout`` (default ``action_timeout``), :class:`AMIConnectionLost` if not
         connected or the connection drops first (the action is not re-sent).
         """
-        return await self._request(headers, timeout, False, self._conn)  # type: ignore[no-any-return]
+        reply = await self._request(headers, timeout, False, self._conn)
+        assert isinstance(reply, Message)
+        return reply
 
     async def send_list_action(
         self, headers: HeadersInput, timeout: Optional[float] = None
@@ -242,7 +244,9 @@ class AMIClient:
         the event handlers. If the reply has no ``EventList: start`` the list is empty.
         ``timeout`` covers the whole list.
         """
-        return await self._request(headers, timeout, True, self._conn)  # type: ignore[no-any-return]
+        reply = await self._request(headers, timeout, True, self._conn)
+        assert isinstance(reply, tuple)
+        return reply
 
     async def close(self) -> None:
         """Log off, close the connection and stop reconnecting. Idempotent."""
@@ -308,7 +312,7 @@ class AMIClient:
         timer = loop.call_later(delay, self._expire, action_id, pending, delay)
         try:
             conn.send(data)
-            return await pending.future  # type: ignore[no-any-return]
+            return await pending.future
         finally:
             timer.cancel()
             if conn.pending.get(action_id) is pending:

@@ -87,7 +87,7 @@ class Message(Mapping[str, str]):
         self._lower: Optional[dict[str, str]] = None
 
     # -- lookups ------------------------------------------------------------------------
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         d = self._d
         if d is None:
             # Hot path of every event handler: find "\n<key>: " in the received text.
@@ -116,7 +116,7 @@ class Message(Mapping[str, str]):
         value = self.get(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
