@@ -70,7 +70,8 @@ def test_demo_stops_cleanly_on_ctrl_c():
     data = tempfile.mkdtemp(prefix="hotline-test-demo-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update({"HOTLINE_DATA_DIR": data, "HOTLINE_AMI_PORT": str(free_port()),
-                "HOTLINE_AGI_PORT": str(free_port()), "HOTLINE_CTI_PORT": str(free_port())})
+                "HOTLINE_AGI_PORT": str(free_port()), "HOTLINE_CTI_PORT": str(free_port()),
+                "HOTLINE_ACD_PORT": str(free_port())})
     proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "demo", "--rate", "60", "--agents", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
