@@ -10,13 +10,15 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from redis.asyncio import Redis
 
 from hotline.keys import Keys
 from hotline.model import AgentState, valid_name
+
+from . import scripts
 
 __all__ = ["Agent", "AgentDirectory", "AgentError", "TRANSITIONS"]
 
@@ -71,6 +73,12 @@ class Agent:
         return f"{self.state.value}|{self.state_since!r}"
 
 
+def _move(agent: Agent, state: AgentState, since: float, reason: str, call: str, node: str) -> None:
+    """The one place an agent's copy changes state: after the state machine let it (or Redis's
+    scripts, whose changes every copy follows)."""
+    agent.state, agent.state_since, agent.reason, agent.call, agent.node = state, since, reason, call, node
+
+
 def busy_day(now: float) -> str:
     """The local day whose busy seconds the ``least_occupied`` strategy compares."""
     return time.strftime("%Y%m%d", time.localtime(now))
@@ -100,37 +108,8 @@ def outbox_row(kind: str, **fields: Any) -> str:
     return json.dumps({"kind": kind, **fields}, ensure_ascii=False)
 
 
-# One agent transition, applied only if Redis still holds the state the change was checked
-# against (another ACD node, or a concurrent request, may have changed it meanwhile).
-# KEYS: agent hash, ready, outbox, busy-today hash
-# ARGV: expected "state|since" ("" to skip the check), new state, since, reason, call, node,
-#       skill-index prefix, history row, events channel, event, busy seconds, agent id
-TRANSITION = """
-local cur = redis.call('HMGET', KEYS[1], 'state', 'state_since')
-if ARGV[1] ~= '' and cur[1] and (cur[1] .. '|' .. (cur[2] or '')) ~= ARGV[1] then
-  local st, since = string.match(ARGV[1], '^([^|]*)|(.*)$')
-  if cur[1] ~= st or tonumber(cur[2]) ~= tonumber(since) then return {0, cur[1], cur[2] or '0'} end
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'state_since', ARGV[3], 'reason', ARGV[4], 'call', ARGV[5],
-           'node', ARGV[6])
-local ok, skills = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'skills') or '{}')
-if not ok or type(skills) ~= 'table' then skills = {} end
-local agent = ARGV[12]
-if ARGV[2] == 'ready' then
-  redis.call('ZADD', KEYS[2], ARGV[3], agent)
-  for name, level in pairs(skills) do redis.call('ZADD', ARGV[7] .. name, level, agent) end
-else
-  redis.call('ZREM', KEYS[2], agent)
-  for name, _ in pairs(skills) do redis.call('ZREM', ARGV[7] .. name, agent) end
-end
-if tonumber(ARGV[11]) > 0 then
-  redis.call('HINCRBYFLOAT', KEYS[4], agent, ARGV[11])
-  redis.call('EXPIRE', KEYS[4], 259200)
-end
-redis.call('RPUSH', KEYS[3], ARGV[8])
-redis.call('PUBLISH', ARGV[9], ARGV[10])
-return {1}
-"""
+# One agent transition, compare-and-set in Redis (acd/lua/transition.lua).
+TRANSITION = scripts.load("transition")
 
 
 class AgentDirectory:
@@ -172,10 +151,11 @@ class AgentDirectory:
                 raise AgentError(f"agent {agent_id}: skill {skill!r} must be a name with a level 1..10, got {level!r}")
         if not valid_name(team):
             raise AgentError(f"agent {agent_id}: team must be letters, digits, '-' or '_', got {team!r}")
-        agent = self.agents.get(agent_id) or Agent(agent_id, name, state_since=self.clock())
-        old_skills = set(agent.skills)
-        agent.name, agent.team, agent.skills = name, team, dict(skills)
-        self.agents[agent_id] = agent
+        existing = self.agents.get(agent_id)
+        # Memory changes only once Redis has it: a failed write leaves the agent as it was.
+        agent = replace(existing, name=name, team=team, skills=dict(skills)) if existing is not None else \
+            Agent(agent_id, name, team, dict(skills), state_since=self.clock())
+        old_skills = set(existing.skills) if existing is not None else set()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(Keys.agents, agent_id)
             pipe.hset(Keys.agent(agent_id), mapping=agent.to_redis())
@@ -185,7 +165,11 @@ class AgentDirectory:
             pipe.rpush(Keys.outbox, outbox_row("agent", id=agent_id, name=name, team=team, skills=skills))
             pipe.publish(Keys.events, json.dumps({"type": "agent_profile", "agent": agent_id, "node": self.node}))
             await pipe.execute()
-        return agent
+        if existing is None or self.agents.get(agent_id) is not existing:
+            self.agents[agent_id] = agent
+            return agent
+        existing.name, existing.team, existing.skills = name, team, agent.skills
+        return existing
 
     async def remove(self, agent_id: str) -> None:
         """Delete an agent who is logged out (its history stays in PostgreSQL)."""
@@ -262,7 +246,7 @@ class AgentDirectory:
                           Keys.events, event, repr(busy), agent_id])
             except Exception:
                 # Memory is the truth now; write it (and the history row) to Redis when it is back.
-                agent.state, agent.state_since, agent.reason, agent.call, agent.node = new, now, reason, call, self.node
+                _move(agent, new, now, reason, call, self.node)
                 self.unsaved_rows.append(row)
                 self.dirty.add(agent_id)
                 raise
@@ -273,7 +257,7 @@ class AgentDirectory:
                     log.info("agent %s -> %s overtaken by a newer change (%s)", agent_id, new.value,
                              self.get(agent_id).state.value)
                     return self.get(agent_id)
-                agent.state, agent.state_since, agent.reason, agent.call, agent.node = new, now, reason, call, self.node
+                _move(agent, new, now, reason, call, self.node)
                 log.info("agent %s -> %s%s", agent_id, new.value, f" ({reason})" if reason else "")
                 return agent
             log.info("agent %s changed elsewhere (now %s): checking %s again", agent_id, result[1], new.value)
@@ -288,12 +272,11 @@ class AgentDirectory:
         if agent is None or agent.id in self.dirty:
             return None
         try:
-            state, at = AgentState(event.get("state")), float(event.get("at"))
-        except (TypeError, ValueError):
+            state, at = AgentState(event.get("state")), float(str(event.get("at")))
+        except ValueError:
             return None
-        agent.state, agent.state_since = state, at
-        agent.reason, agent.call = str(event.get("reason") or ""), str(event.get("call") or "")
-        agent.node = str(event.get("node") or "")
+        _move(agent, state, at, str(event.get("reason") or ""), str(event.get("call") or ""),
+              str(event.get("node") or ""))
         return agent
 
     def ready_step(self, agent_id: str, now: float) -> tuple[str, str, str, float]:
@@ -320,9 +303,20 @@ class AgentDirectory:
         if made_from is None or made_from[0] is not agent or made_from[1:] != (agent.state, agent.state_since):
             # Changed while the script's reply was on its way (reserved by a later decision): keep that.
             return agent
-        agent.state, agent.state_since, agent.reason, agent.call, agent.node = AgentState.READY, now, "", "", self.node
+        _move(agent, AgentState.READY, now, "", "", self.node)
         log.info("agent %s -> ready", agent_id)
         return agent
+
+    def reserved(self, agent_id: str, call: str, at: float, node: str) -> Agent:
+        """A routing script reserved the agent for this call in Redis (here, or on the node that
+        decided; ``node`` follows the call and drives the agent from here)."""
+        agent = self.get(agent_id)
+        _move(agent, AgentState.RESERVED, at, "", call, node)
+        return agent
+
+    def driven_by(self, agent_id: str, node: str) -> None:
+        """This node now follows the agent's call (recovery adopted it)."""
+        self.get(agent_id).node = node
 
     async def record_claimed(self, agent: Agent, explanation: Optional[dict] = None) -> None:
         """The routing script reserved this agent in Redis (and published it); keep its history

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def node_channel(node: str) -> str:
-    return f"{Keys.prefix}acd:node:{node}"
+    return Keys.acd_node(node)
 
 
 class Cluster:

@@ -16,7 +16,9 @@
 ====================================  ================================================================
 
 Changes take effect at once in the running ACD (its routing indexes are updated in the
-same step); errors are ``{"error": "one line"}`` with 400, 404 or 409.
+same step); errors are ``{"error": "one line"}`` with 400, 404 or 409. A state change made while
+Redis is down is kept by the ACD and written when Redis answers again: 202, with ``"stored": false``.
+Every verb goes to the agent service (acd/agent_service.py), as the phone's feature codes do.
 """
 from __future__ import annotations
 
@@ -28,19 +30,23 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hotline.keys import Keys
-from hotline.model import NOT_READY_REASONS, AgentState, SkillError, parse_skills
+from hotline.model import SkillError, parse_skills
 
+from .agent_service import AgentChange, AgentService
 from .agents import Agent, AgentError
-from .distributor import Distributor
+from .assignment import Assignment
 
-__all__ = ["DISTRIBUTOR", "make_acd_app", "parse_agents_file", "start_acd_http"]
+__all__ = ["make_acd_app", "parse_agents_file", "start_acd_http"]
 
 log = logging.getLogger(__name__)
 
-DISTRIBUTOR = web.AppKey("distributor", Distributor)
+AGENTS = web.AppKey("agents", AgentService)
+ASSIGNMENT = web.AppKey("assignment", Assignment)
+REDIS = web.AppKey("redis", Redis)
 
 
 def _agent_json(agent: Agent) -> dict[str, Any]:
@@ -98,8 +104,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _agent_or_404(dist: Distributor, agent_id: str) -> Agent:
-    agent = dist.agents.agents.get(agent_id)
+def _agent_or_404(agents: AgentService, agent_id: str) -> Agent:
+    agent = agents.directory.agents.get(agent_id)
     if agent is None:
         raise web.HTTPNotFound(text=json.dumps({"error": f"unknown agent {agent_id!r}"}),
                                content_type="application/json")
@@ -107,17 +113,15 @@ def _agent_or_404(dist: Distributor, agent_id: str) -> Agent:
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
-    agents = sorted(dist.agents.agents.values(), key=lambda a: (len(a.id), a.id))
+    agents = sorted(request.app[AGENTS].directory.agents.values(), key=lambda a: (len(a.id), a.id))
     return web.json_response([_agent_json(a) for a in agents])
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    return web.json_response(_agent_json(_agent_or_404(request.app[DISTRIBUTOR], request.match_info["id"])))
+    return web.json_response(_agent_json(_agent_or_404(request.app[AGENTS], request.match_info["id"])))
 
 
 async def put_agent(request: web.Request) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
     agent_id = request.match_info["id"]
     body = await _body(request)
     skills = body.get("skills") or {}
@@ -126,87 +130,80 @@ async def put_agent(request: web.Request) -> web.Response:
             skills = parse_skills(skills)
         if not isinstance(skills, dict):
             raise AgentError("skills must be an object of skill: level")
-        agent = await dist.agents.upsert(agent_id, str(body.get("name") or agent_id),
-                                         str(body.get("team") or "default"), skills)
+        agent = await request.app[AGENTS].save(agent_id, str(body.get("name") or agent_id),
+                                               str(body.get("team") or "default"), skills)
     except (AgentError, SkillError) as exc:
         return _error(400, str(exc))
-    await dist.router.prepare([agent.skills])
-    if agent.state == AgentState.READY:
-        dist.offer_agent(agent_id)        # new skills may fit a waiting call
+    except (RedisError, OSError) as exc:
+        return _error(503, f"redis: {exc}; nothing changed")
     return web.json_response(_agent_json(agent))
 
 
 async def delete_agent(request: web.Request) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
+    agents = request.app[AGENTS]
     agent_id = request.match_info["id"]
-    _agent_or_404(dist, agent_id)
+    _agent_or_404(agents, agent_id)
     try:
-        await dist.agents.remove(agent_id)
+        await agents.remove(agent_id)
     except AgentError as exc:
         return _error(409, str(exc))
+    except (RedisError, OSError) as exc:
+        return _error(503, f"redis: {exc}; nothing changed")
     return web.json_response({"deleted": agent_id})
 
 
 async def import_agents(request: web.Request) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
     text = await request.text()
     kind = "csv" if "csv" in (request.content_type or "") or request.query.get("format") == "csv" else "yaml"
     try:
-        rows = parse_agents_file(text, kind)
-        for agent_id, name, team, skills in rows:
-            await dist.agents.upsert(agent_id, name, team, skills)
+        imported = await request.app[AGENTS].import_agents(parse_agents_file(text, kind))
     except (ValueError, AgentError) as exc:
         return _error(400, str(exc))
-    await dist.router.prepare(skills for _, _, _, skills in rows)
-    return web.json_response({"imported": len(rows)})
+    except (RedisError, OSError) as exc:
+        return _error(503, f"redis: {exc}")
+    return web.json_response({"imported": imported})
+
+
+def _changed(change: AgentChange) -> web.Response:
+    if change.stored:
+        return web.json_response(_agent_json(change.agent))
+    return web.json_response({**_agent_json(change.agent), "stored": False}, status=202)
 
 
 async def _state_change(request: web.Request, action: str) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
+    agents = request.app[AGENTS]
     agent_id = request.match_info["id"]
-    agent = _agent_or_404(dist, agent_id)
+    agent = _agent_or_404(agents, agent_id)
     body = await _body(request)
     try:
-        if action in ("login", "ready"):
-            reason = str(body.get("reason") or "")
-            if action == "login" and agent.state != AgentState.LOGGED_OUT:
-                raise AgentError(f"agent {agent_id} is already logged in ({agent.state.value})")
-            if reason:
-                if reason not in NOT_READY_REASONS:
-                    raise AgentError(f"reason must be one of {', '.join(NOT_READY_REASONS)}")
-                await dist.agents.transition(agent_id, AgentState.NOT_READY, reason=reason)
-            else:
-                await dist.free_agent(agent_id)
-        elif action == "logout":
-            await dist.agents.transition(agent_id, AgentState.LOGGED_OUT)
-        elif action == "not-ready":
-            reason = str(body.get("reason") or "")
-            if reason not in NOT_READY_REASONS:
-                raise AgentError(f"reason must be one of {', '.join(NOT_READY_REASONS)}")
-            await dist.agents.transition(agent_id, AgentState.NOT_READY, reason=reason)
-        elif action == "extend":
-            seconds = body.get("seconds", 30)
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
-                raise AgentError("seconds must be a number, 0..3600")
-            until = await dist.extend_wrapup(agent_id, float(seconds))
-            return web.json_response({**_agent_json(agent), "wrapup_until": until})
+        if action == "login":
+            return _changed(await agents.login(agent_id, str(body.get("reason") or "")))
+        if action == "ready":
+            return _changed(await agents.ready(agent_id))
+        if action == "logout":
+            return _changed(await agents.logout(agent_id))
+        if action == "not-ready":
+            return _changed(await agents.not_ready(agent_id, str(body.get("reason") or "")))
+        seconds = body.get("seconds", 30)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise AgentError("seconds must be a number, 0..3600")
+        until = await agents.extend_wrapup(agent_id, float(seconds))
+        return web.json_response({**_agent_json(agent), "wrapup_until": until})
     except AgentError as exc:
         return _error(409, str(exc))
     except (RedisError, OSError) as exc:
         return _error(503, f"redis: {exc}")
-    return web.json_response(_agent_json(dist.agents.get(agent_id)))
 
 
 async def decisions(request: web.Request) -> web.Response:
-    dist = request.app[DISTRIBUTOR]
     try:
         limit = max(1, min(500, int(request.query.get("limit", "50"))))
     except ValueError:
         return _error(400, "limit must be an integer")
     try:
-        rows = [json.loads(r) for r in await dist.redis.lrange(Keys.decisions, 0, limit - 1)]
+        rows = [json.loads(r) for r in await request.app[REDIS].lrange(Keys.decisions, 0, limit - 1)]
     except (RedisError, OSError):
-        rows = list(reversed(dist.decisions))[:limit]     # this process's own, when Redis is away
+        rows = list(reversed(request.app[ASSIGNMENT].decisions))[:limit]     # this process's own, when Redis is away
     return web.json_response(rows)
 
 
@@ -216,9 +213,11 @@ def _action(action: str):
     return handler
 
 
-def make_acd_app(distributor: Distributor) -> web.Application:
+def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis) -> web.Application:
     app = web.Application()
-    app[DISTRIBUTOR] = distributor
+    app[AGENTS] = agents
+    app[ASSIGNMENT] = assignment
+    app[REDIS] = redis
     app.router.add_get("/agents", list_agents)
     app.router.add_post("/agents/import", import_agents)
     app.router.add_get("/agents/{id}", get_agent)
@@ -231,11 +230,12 @@ def make_acd_app(distributor: Distributor) -> web.Application:
     return app
 
 
-async def start_acd_http(distributor: Distributor, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(make_acd_app(distributor), access_log=None)
+async def start_acd_http(agents: AgentService, assignment: Assignment, redis: Redis, host: str,
+                         port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_acd_app(agents, assignment, redis), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1] if port == 0 else port
+    bound = runner.addresses[0][1] if port == 0 else port
     log.info("ACD API on http://%s:%s", host, bound)
     return runner, bound

@@ -25,6 +25,8 @@ from redis.exceptions import RedisError
 from hotline.keys import Keys
 from hotline.model import CallRecord
 
+from . import scripts
+
 __all__ = ["OutboxWriter"]
 
 log = logging.getLogger(__name__)
@@ -52,20 +54,9 @@ ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, team = EXCLUDED.team, skill
 """
 
 
-# KEYS: lease; ARGV: this writer, lease ms. Renewed only by its holder (never another's: a dead
-# holder's lease must run out).
-LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-
-# KEYS: lease, outbox; ARGV: this writer, rows written
-TRIM_IF_LEASED = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
-return 1
-"""
+# The writers' lease and the trim that only its holder may do (acd/lua/outbox_*.lua).
+LEASE = scripts.load("outbox_lease")
+TRIM_IF_LEASED = scripts.load("outbox_trim")
 
 
 class OutboxWriter:

@@ -1,254 +1,236 @@
-"""Recovery: the ACD's live picture rebuilt from Redis and from Asterisk (``CoreShowChannels``),
-after a start (even after kill -9), after every AMI reconnect, when another node died, and
-agents' states reconciled with the channels Asterisk has.
+"""Recovery: the live picture rebuilt from Redis and from Asterisk (``CoreShowChannels``) after a
+start (even after kill -9), after every AMI reconnect and when another node died; and agents'
+states reconciled with the channels Asterisk has, every 30 s.
 
-Mixed into :class:`acd.distributor.Distributor`, whose state (``calls``, ``waiting``, ``agents``,
-``witnessed``) and actions (``_enqueue``, ``_finish``, ``free_agent``, ``_start_wrapup``) it uses.
+The decisions are acd/recovery_plan.py's; this part reads the inputs and applies them.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Callable, Mapping
 
 from redis.exceptions import RedisError
 
-from hotline.ami import AMIActionError, AMIError
-from hotline.keys import Keys
+from hotline.live import CallState, LiveCall, clean_text
 from hotline.model import AgentState
+from hotline.tasks import Background
 
-from .calls import UP, LiveCall, ami_duration, clean_text
+from .agent_service import AgentService
+from .agents import AgentDirectory
+from .callbook import CallBook
+from .callstore import CallStore
+from .connector import ActionFailed, Connector
+from .ownership import Ownership
+from .queueing import Queueing
+from .records import Records
+from .recovery_plan import (Adoption, AgentRepair, Channel, Recovered, Step, adoption, lost_hangups, newcomers,
+                            plan_agents, plan_call, plan_reconcile)
+from .routing import Routing
 
-__all__ = ["Recovery"]
+__all__ = ["Recovery", "ami_duration"]
 
 log = logging.getLogger(__name__)
 
 
-class Recovery:
-    def _hangups_lost(self, known: dict[str, LiveCall], live) -> list[LiveCall]:
-        """Calls followed since before Asterisk listed its channels, whose channels it no longer
-        has: their Hangup event was lost. They leave the live picture; the caller ends them."""
-        lost = []
-        for uid, call in known.items():
-            if self.calls.get(uid) is not call or uid in live or (call.leg and call.leg in live):
-                continue
-            if call.callback and call.leg in ("", "pending"):
-                continue        # virtual hold: the caller hung up on purpose, the call waits for its call back
-            log.warning("call %s: Asterisk no longer has its channel (Hangup event lost): ended", uid)
-            self.calls.pop(uid, None)
-            if call.leg:
-                self.calls.pop(call.leg, None)
-            self.waiting.pop(uid, None)
-            lost.append(call)
-        return lost
+def ami_duration(text: str) -> float:
+    """AMI Duration ``HH:MM:SS`` in seconds (0 if unreadable)."""
+    try:
+        hours, minutes, seconds = (int(part) for part in text.split(":"))
+    except ValueError:
+        return 0.0
+    return hours * 3600 + minutes * 60 + seconds
 
-    def _reconnected(self) -> None:
-        self._spawn(self.recover())
+
+class Recovery:
+    def __init__(self, book: CallBook, store: CallStore, connector: Connector, records: Records,
+                 agents: AgentService, directory: AgentDirectory, queueing: Queueing, routing: Routing,
+                 ownership: Ownership, background: Background, *, caller_contexts: set[str],
+                 clock: Callable[[], float]) -> None:
+        self.book = book
+        self.store = store
+        self.connector = connector
+        self.records = records
+        self.agents = agents
+        self.directory = directory
+        self.queueing = queueing
+        self.routing = routing
+        self.ownership = ownership
+        self.background = background
+        self.caller_contexts = caller_contexts
+        self.clock = clock
+
+    def on_connected(self) -> None:
+        """After every AMI login (the first one, every reconnect)."""
+        self.background.spawn(self.recover())
 
     async def recover(self) -> None:
-        """Rebuild the live picture from Redis and Asterisk: after a restart (even kill -9) and
-        after every AMI reconnect. Waiting calls are re-adopted in their order (their buckets
+        """Rebuild the live picture: waiting calls are re-adopted in their order (their buckets
         are in Redis), calls that ended meanwhile get their record, callers who arrived meanwhile
         are adopted, and agents whose call is gone are freed."""
-        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
+        known = self.book.followed_calls()
         try:
-            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
-            uids = await self.redis.smembers(Keys.calls)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for uid in uids:
-                    pipe.hgetall(Keys.call(uid))
-                hashes = await pipe.execute()
-        except (AMIError, RedisError, OSError, asyncio.TimeoutError) as exc:
+            channels = await self.connector.channels()
+            hashes = await self.store.live()
+        except (ActionFailed, RedisError, OSError) as exc:
             log.warning("recovery postponed: %s", exc)
             return
-        channels = {e.get("Uniqueid", ""): e for e in events if e.get("Event") == "CoreShowChannel"}
         now = self.clock()
-        adopted = ended = 0
-        gone: set[str] = set()
-        followed_elsewhere: set[str] = set()
-        answered_by: dict[str, str] = {}        # agent -> answered call that ended unfollowed
-        for call in self._hangups_lost(known, channels):
-            ended += 1
-            gone.add(call.uniqueid)
-            if call.answered_at is not None:
-                answered_by[call.agent or ""] = call.uniqueid
-            self._spawn(self._finish(call, now, None))
-        for uid, data in zip(uids, hashes):
-            if uid in self.calls or uid in gone:
+        recovered = Recovered()
+        for call in self._end_lost(known, channels, now):
+            recovered.ended(call)
+        adopted = 0
+        for uid, data in hashes.items():
+            if uid in self.book.calls or uid in recovered.gone:
                 continue
-            owner = data.get("owner", "")
-            if not self.ours(owner):
-                followed_elsewhere.add(uid)     # a live node follows it
-                continue
+            adopted += await self._recover_call(uid, data, channels, recovered, now)
+        for channel in newcomers(channels, self.book.calls, recovered.elsewhere,
+                                 caller_contexts=self.caller_contexts, owns=self.ownership.owns):
+            adopted += await self._newcomer(channel, now)
+        claimed, repairs = plan_agents(list(self.directory.agents.values()), self.book.calls, recovered,
+                                       follows=self.ownership.follows, timing=self.agents.wrapups.timing)
+        for agent_id in claimed:
+            self.directory.driven_by(agent_id, self.ownership.node)
+        for agent_id, repair in repairs:
+            self._repair(agent_id, repair)
+        log.info("recovered: %d live call(s) adopted, %d ended meanwhile", adopted, len(recovered.gone))
+        self.routing.schedule()
+
+    def _end_lost(self, known: Mapping[str, LiveCall], channels: Mapping[str, Channel], now: float) -> list[LiveCall]:
+        lost = lost_hangups(known, self.book.calls, channels)
+        for call in lost:
+            log.warning("call %s: Asterisk no longer has its channel (Hangup event lost): ended", call.uniqueid)
+            self.book.drop(call)
+            self.background.spawn(self.records.finish(call, now, None))
+        return lost
+
+    async def _recover_call(self, uid: str, data: dict[str, str], channels: Mapping[str, Channel],
+                            recovered: Recovered, now: float) -> int:
+        """A call Redis knows and this node does not follow: ours (or a dead node's) to finish or adopt."""
+        owner = data.get("owner", "")
+        if not self.ownership.ours(owner):
+            recovered.elsewhere.add(uid)         # a live node follows it
+            return 0
+        try:
+            call = LiveCall.from_redis(data)
+        except (KeyError, ValueError) as exc:
+            log.warning("call %s: unreadable live state (%s); dropped", uid, exc)
+            await self.store.forget(uid)
+            return 0
+        step = plan_call(call, channels, self.book.witnessed.get(uid), now)
+        if owner not in ("", self.ownership.node):
+            # A dead node's call: ours if we take it first (the survivors race for it).
             try:
-                call = LiveCall.from_redis(data)
-            except (KeyError, ValueError) as exc:
-                log.warning("call %s: unreadable live state (%s); dropped", uid, exc)
-                await self.redis.srem(Keys.calls, uid)
-                continue
-            if owner not in ("", self.node):
-                # A dead node's call: ours if we take it first (the survivors race for it).
-                try:
-                    if not await self._save_call(call, taking_from=owner):
-                        followed_elsewhere.add(uid)
-                        continue
-                except (RedisError, OSError):
-                    continue
-                log.info("call %s: adopted from node %s", uid, owner)
-            call.owner = self.node
-            seen = self.witnessed.pop(uid, None)
-            if seen is not None:
-                # What we saw while its node followed it (and after that node died).
-                call.ring_attempts = max(call.ring_attempts, seen.ring_attempts)
-                call.answered_at = call.answered_at or seen.answered_at
-                call.talk_ended_at = call.talk_ended_at or seen.talk_ended_at
-                call.caller_hung_up = call.caller_hung_up or seen.caller_hung_up
-                if call.answered_at is not None and call.state in ("waiting", "ringing"):
-                    call.state = "talking"
-            channel = channels.get(uid)
-            if channel is None and call.callback and call.answered_at is None:
-                # Virtual hold: the caller hung up to be called back. Still owed a call back (its
-                # place kept), or its call-back leg is in progress.
-                leg = channels.get(call.leg) if call.leg not in ("", "pending") else None
-                # A call back being placed when the ACD died: Asterisk has its leg by the id we gave it.
-                placed = channels.get(call.leg_id) if call.leg == "pending" and call.leg_id else None
-                if leg is not None or call.leg in ("", "pending"):
-                    adopted += 1
-                    self.calls[uid] = call
-                    if placed is not None and placed.get("ChannelState") != UP:
-                        log.info("call %s: its call back still rings the caller: followed, not placed again", uid)
-                        call.channel = placed.get("Channel", "")
-                        self.calls[call.leg_id] = call      # answered: HotlineCallbackAnswered; else its Hangup
-                    elif leg is not None or placed is not None:
-                        if leg is None:                     # answered meanwhile: that is the leg
-                            call.leg, leg = call.leg_id, placed
-                        call.channel = leg.get("Channel", "")
-                        self.calls[call.leg] = call
-                        await self._adopt(call, leg, now)
-                    else:
-                        log.info("call %s: still owed a call back: back in its place", uid)
-                        call.leg, call.channel, call.agent = "", "", None
-                        self._enqueue(call, {"Queue": call.queue or "", "Skills": call.skills,
-                                             "CallPriority": str(call.priority)})
-                    continue
-            if channel is None:
-                # It ended while nobody followed it: its record now, from what we knew or saw.
-                ended += 1
-                gone.add(uid)
-                if call.answered_at is not None:
-                    answered_by[call.agent or ""] = uid
-                self._spawn(self._finish(call, seen.ended_at if seen and seen.ended_at else now,
-                                         seen.cause if seen else None))
-                continue
-            adopted += 1
-            self.calls[uid] = call
-            await self._adopt(call, channel, now)
-        for uid, channel in channels.items():
-            if uid in self.calls or uid in followed_elsewhere or channel.get("Context") not in self.caller_contexts:
-                continue
-            if not self.owns(channel.get("Linkedid") or uid):
-                continue
-            # A caller who arrived while the ACD was away.
-            seconds = ami_duration(channel.get("Duration", ""))
-            call = LiveCall(uid, channel.get("Channel", ""), channel.get("Linkedid", uid), "main",
-                            clean_text(channel.get("CallerIDNum")), now - seconds, owner=self.node)
-            line = await self._getvar(call.channel, "HOTLINE_LINE")
-            call.line = "enterprise" if line == "enterprise" else "main"
-            self.calls[uid] = call
-            try:
-                if not await self._save_call(call, new=True):
-                    continue
+                if not await self.store.claim(call, taking_from=owner):
+                    recovered.elsewhere.add(uid)
+                    return 0
             except (RedisError, OSError):
-                pass
-            adopted += 1
-            await self._adopt(call, channel, now)
-        # Agents whose call is gone are free again; an agent "on call" with no live call wraps up
-        # (only agents this node follows, or whose node is gone).
-        for agent in list(self.agents.agents.values()):
-            live = self.calls.get(agent.call) if agent.call else None
-            if live is not None and live.agent == agent.id:
-                agent.node = self.node              # its call is ours now (adopted)
-            if not self.follows(agent) or agent.call in followed_elsewhere:
-                continue
-            if agent.call and answered_by.get(agent.id) == agent.call and \
-                    agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
-                # Its call was answered and ended while nobody followed it: on call, then wrap-up.
-                log.warning("agent %s: call %s was answered and ended unfollowed: wrap-up", agent.id, agent.call)
-                self._spawn(self._answered_unfollowed(agent.id, agent.call))
-                continue
-            if agent.state == AgentState.RESERVED and agent.call not in gone and (live is None or live.agent != agent.id):
-                log.warning("agent %s was reserved for %s, which is gone: ready again", agent.id, agent.call)
-                self._spawn(self.free_agent(agent.id))
-            elif agent.state == AgentState.ON_CALL and live is None:
-                log.warning("agent %s was on call %s, which has ended: wrap-up", agent.id, agent.call)
-                self._spawn(self._start_wrapup(agent.id))
-            elif agent.state == AgentState.WRAPUP and agent.id not in self._wrapup_until:
-                self._spawn(self._start_wrapup(agent.id))
-        log.info("recovered: %d live call(s) adopted, %d ended meanwhile", adopted, ended)
-        self.schedule_routing()
+                return 0
+            log.info("call %s: adopted from node %s", uid, owner)
+        call.owner = self.ownership.node
+        self.book.witnessed.pop(uid, None)
+        if step.step == Step.END:
+            # It ended while nobody followed it: its record now, from what we knew or saw.
+            recovered.ended(call)
+            self.background.spawn(self.records.finish(call, step.ended_at or now, step.cause))
+            return 0
+        self.book.follow(call)
+        if step.step == Step.RINGING_BACK:
+            log.info("call %s: its call back still rings the caller: followed, not placed again", uid)
+            assert step.channel is not None
+            call.channel = step.channel.get("Channel", "")
+            self.book.follow_leg(call, call.leg_id)     # answered: HotlineCallbackAnswered; else its Hangup
+        elif step.step == Step.OWED:
+            log.info("call %s: still owed a call back: back in its place", uid)
+            call.leg, call.channel, call.agent = "", "", None
+            self.queueing.requeue(call)
+        elif step.channel is not None:          # ADOPT, or LEG: its answered call back
+            if step.step == Step.LEG:
+                call.channel = step.channel.get("Channel", "")
+                self.book.follow_leg(call, call.leg)
+            await self.adopt(call, step.channel, now)
+        return 1
+
+    async def _newcomer(self, channel: Channel, now: float) -> int:
+        """A caller who arrived while the ACD was away."""
+        uid = channel.get("Uniqueid", "")
+        seconds = ami_duration(channel.get("Duration", ""))
+        call = LiveCall(uid, channel.get("Channel", ""), channel.get("Linkedid", uid), "main",
+                        clean_text(channel.get("CallerIDNum")), now - seconds, owner=self.ownership.node)
+        line = await self.connector.getvar(call.channel, "HOTLINE_LINE")
+        call.line = "enterprise" if line == "enterprise" else "main"
+        self.book.follow(call)
+        try:
+            if not await self.store.claim(call):
+                return 0
+        except (RedisError, OSError):
+            pass
+        await self.adopt(call, channel, now)
+        return 1
+
+    async def adopt(self, call: LiveCall, channel: Channel, now: float) -> None:
+        """Follow a live call again where Asterisk has it."""
+        how = adoption(call, channel)
+        if how == Adoption.ANSWERED:
+            # Answered while we were away (or while the node that followed it was dying: then we
+            # witnessed the answer, but nobody moved its agent on). Its agent is on call.
+            call.answered_at = call.answered_at or now
+            call.state = CallState.TALKING
+            agent = self.directory.agents.get(call.agent or "")
+            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
+                self.background.spawn(self.agents.change(agent.id, AgentState.ON_CALL, call=call.uniqueid))
+            self.background.spawn(self.store.save(call))
+        elif how == Adoption.REQUEUE:
+            # Queued again with its first queue time: the same place (the script is idempotent,
+            # and also covers a crash between saving the call and queuing it).
+            self.queueing.requeue(call)
+        elif how == Adoption.REQUEUE_ASKING:
+            if call.state == CallState.RINGING:      # rang out while we were away: back to its place
+                call.agent = None
+            values = {name: await self.connector.getvar(call.channel, f"HOTLINE_{name.upper()}")
+                      for name in ("queue", "skills", "priority")}
+            self.queueing.enqueue(call, values["queue"], values["skills"], values["priority"])
+
+    def _repair(self, agent_id: str, repair: AgentRepair) -> None:
+        agent = self.directory.agents[agent_id]
+        if repair == AgentRepair.ON_CALL_THEN_WRAPUP:
+            log.warning("agent %s: call %s was answered and ended unfollowed: wrap-up", agent_id, agent.call)
+            self.background.spawn(self._answered_unfollowed(agent_id, agent.call))
+        elif repair == AgentRepair.FREE:
+            log.warning("agent %s was reserved for %s, which is gone: ready again", agent_id, agent.call)
+            self.background.spawn(self.agents.free(agent_id))
+        elif agent.state == AgentState.ON_CALL:
+            log.warning("agent %s was on call %s, which has ended: wrap-up", agent_id, agent.call)
+            self.background.spawn(self.agents.start_wrapup(agent_id))
+        else:
+            self.background.spawn(self.agents.start_wrapup(agent_id))
 
     async def _answered_unfollowed(self, agent_id: str, uid: str) -> None:
-        agent = self.agents.agents.get(agent_id)
+        agent = self.directory.agents.get(agent_id)
         if agent is not None and agent.state == AgentState.RESERVED:
-            await self._transition(agent_id, AgentState.ON_CALL, call=uid)
-        await self._start_wrapup(agent_id)
+            await self.agents.change(agent_id, AgentState.ON_CALL, call=uid)
+        await self.agents.start_wrapup(agent_id)
 
     async def reconcile_agents(self) -> int:
         """Agent states that no live channel explains are repaired (and logged): reserved or on
         call for a call Asterisk no longer has. Run periodically; returns how many were repaired."""
-        known = {uid: call for uid, call in self.calls.items() if uid == call.uniqueid}
+        known = self.book.followed_calls()
         try:
-            _, events = await self.ami.send_list_action({"Action": "CoreShowChannels"})
-        except (AMIError, OSError, asyncio.TimeoutError) as exc:
+            channels = await self.connector.channels()
+        except ActionFailed as exc:
             log.warning("agent reconcile postponed: %s", exc)
             return 0
-        live = {e.get("Uniqueid", "") for e in events if e.get("Event") == "CoreShowChannel"}
-        for call in self._hangups_lost(known, live):     # its record first; its agent is repaired below
-            await self._finish(call, self.clock(), None)
-        repaired = 0
-        for agent in list(self.agents.agents.values()):
-            if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call in live:
-                continue
-            if not self.follows(agent):
-                continue            # another live node follows it
-            if agent.call in self.calls:
-                continue            # its Hangup is being handled right now
-            repaired += 1
-            log.warning("agent %s: %s for call %s, which Asterisk no longer has: repaired", agent.id,
+        for call in lost_hangups(known, self.book.calls, channels):     # its record first; its agent below
+            log.warning("call %s: Asterisk no longer has its channel (Hangup event lost): ended", call.uniqueid)
+            self.book.drop(call)
+            await self.records.finish(call, self.clock(), None)
+        repairs = plan_reconcile(list(self.directory.agents.values()), set(channels), self.book.calls,
+                                 follows=self.ownership.follows)
+        for agent_id, repair in repairs:
+            agent = self.directory.agents[agent_id]
+            log.warning("agent %s: %s for call %s, which Asterisk no longer has: repaired", agent_id,
                         agent.state.value, agent.call or "(none)")
-            if agent.state == AgentState.RESERVED:
-                await self.free_agent(agent.id)
+            if repair == AgentRepair.FREE:
+                await self.agents.free(agent_id)
             else:
-                self._spawn(self._start_wrapup(agent.id))
-        return repaired
-
-    async def _adopt(self, call: LiveCall, channel, now: float) -> None:
-        context = channel.get("Context", "")
-        if channel.get("BridgeId"):
-            # Answered while we were away (or while the node that followed it was dying: then we
-            # witnessed the answer, but nobody moved its agent on). Its agent is on call.
-            call.answered_at = call.answered_at or now
-            call.state = "talking"
-            agent = self.agents.agents.get(call.agent or "")
-            if agent is not None and agent.state == AgentState.RESERVED and agent.call == call.uniqueid:
-                self._spawn(self._transition(agent.id, AgentState.ON_CALL, call=call.uniqueid))
-            self._spawn(self._save_call(call))
-            return
-        if context == "hotline-wait":
-            if call.state == "waiting" and call.queue:
-                # Queued again with its first queue time: the same place (the script is idempotent,
-                # and also covers a crash between saving the call and queuing it).
-                self._enqueue(call, {"Queue": call.queue, "Skills": call.skills, "CallPriority": str(call.priority)})
-            else:
-                if call.state == "ringing":      # rang out while we were away: back to its place
-                    call.agent = None
-                values = {name: await self._getvar(call.channel, f"HOTLINE_{name.upper()}")
-                          for name in ("queue", "skills", "priority")}
-                self._enqueue(call, {"Queue": values["queue"], "Skills": values["skills"],
-                                     "CallPriority": values["priority"]})
-
-    async def _getvar(self, channel: str, name: str) -> str:
-        try:
-            reply = await self.ami.send_action({"Action": "Getvar", "Channel": channel, "Variable": name})
-        except (AMIActionError, AMIError, OSError, asyncio.TimeoutError):
-            return ""
-        return reply.get("Value") or ""
+                self.background.spawn(self.agents.start_wrapup(agent_id))
+        return len(repairs)

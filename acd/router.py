@@ -43,11 +43,12 @@ from typing import Any, Optional
 from redis.asyncio import Redis
 
 from hotline.keys import Keys
-from hotline.model import format_skills, parse_skills
+from hotline.model import format_skills
 
+from . import scripts
 from .agents import busy_day
-from .cluster import node_channel
 from hotline.lane import Packed, bulk, open_lane, pack
+from .plans import Plans, parse_bucket
 from .queues import QueueBook
 
 __all__ = ["AgentChanged", "Decision", "RETURNING_QUEUE", "Router", "WaitingCall", "bucket_id", "parse_bucket",
@@ -61,255 +62,11 @@ log = logging.getLogger(__name__)
 PRIORITY_WEIGHT = 4_000_000_000_000     # ms (~126 years): any higher priority beats any wait; 999 of
                                         # them plus the epoch in ms stay below 2**53 (exact in a double)
 
-# Every agent change is published in the script that makes it, so that the other ACD nodes (and
-# the desktops) hear of the changes in the order Redis made them. ("now" is a float's repr, kept
-# as written: cjson would round it to 14 digits.)
-_PUBLISH = """
-local function published(agent, uid, now, owner)
-  redis.call('PUBLISH', '@EVENTS@', '{"type": "agent", "agent": ' .. cjson.encode(agent) ..
-    ', "state": "reserved", "reason": "", "call": ' .. cjson.encode(uid) .. ', "at": ' .. now ..
-    ', "node": ' .. cjson.encode(owner) .. '}')
-end
-""".replace("@EVENTS@", Keys.events)
-
-_RESERVE = _PUBLISH + """
-local function reserve(agent, uid, now, ready_key, skp, agp, callkey)
-  local akey = agp .. agent
-  local since = redis.call('HGET', akey, 'state_since') or ''
-  redis.call('ZREM', ready_key, agent)
-  local raw = redis.call('HGET', akey, 'skills')
-  if raw then
-    local ok, skills = pcall(cjson.decode, raw)
-    if ok and type(skills) == 'table' then
-      for name, _ in pairs(skills) do redis.call('ZREM', skp .. name, agent) end
-    end
-  end
-  -- the agent follows its call: the node following the call drives its states from here
-  local owner = redis.call('HGET', callkey, 'owner') or ''
-  redis.call('HSET', akey, 'state', 'reserved', 'state_since', now, 'call', uid, 'reason', '', 'node', owner)
-  redis.call('HSET', callkey, 'state', 'ringing', 'agent', agent)
-  published(agent, uid, now, owner)
-  return since, owner
-end
-"""
-
-_HEAD = """
-local function set_head(heads, bkey, bid)
-  local h = redis.call('ZRANGE', bkey, 0, 0, 'WITHSCORES')
-  if h[1] then redis.call('ZADD', heads, h[2], bid) else redis.call('ZREM', heads, bid) end
-end
-"""
-
-# KEYS: waiting, ready, buckets version, bucket heads, outbox, busy-today hash
-# ARGV: 1 agent, 2 now, 3 version, 4-7 skill-index, agent, bucket and call prefixes,
-#       8-12 when the agent becomes ready in the same step: the state Redis must still hold
-#       ("state|since", "*" for no check; "" when the agent is ready already), history row, event channel, event,
-#       busy seconds to add (the agent's READY transition and the decision, one round trip),
-#       13 this node, 14 prefix of the nodes' channels (a call another node follows is handed to it),
-#       15 "1" when returning callers are on (queues.yaml), then the plan (worked out by Router.plan from the bucket list at that version): n, n bucket
-#       ids, m, then m pairs: position in the plan, seconds of waiting from which the agent may
-#       serve that bucket (skill expansion; the wait of a bucket's first call decides for it).
-# A returning caller waiting for this agent (bucket "returning:prefer-agent-<agent>:1", see
-# preference_skill) is taken before anything in the plan. (With returning callers off nobody
-# waits there: a caller left in such a bucket by a crash is queued again by recovery.)
-# Returns {1, call, bucket, score, agent's previous state_since, node following the call}, {0} for
-# no call, {-1} agent not ready, {-2} stale bucket list, {-3, state, since} agent changed meanwhile.
-# An agent that becomes ready and is reserved at once never enters the ready indexes.
-OFFER = _RESERVE + _HEAD + """
-local v = redis.call('GET', KEYS[3]) or '0'
-if v ~= ARGV[3] then return {-2} end
-local P = 16
-local agent = ARGV[1]
-local becoming = ARGV[8] ~= ''
-local akey = ARGV[5] .. agent
-if becoming then
-  local cur = redis.call('HMGET', akey, 'state', 'state_since')
-  if cur[1] and ARGV[8] ~= '*' then
-    local st, at = string.match(ARGV[8], '^([^|]*)|(.*)$')
-    if cur[1] ~= st or tonumber(cur[2]) ~= tonumber(at) then return {-3, cur[1], cur[2] or '0'} end
-  end
-  redis.call('RPUSH', KEYS[5], ARGV[9])
-  if tonumber(ARGV[12]) > 0 then
-    redis.call('HINCRBYFLOAT', KEYS[6], agent, ARGV[12])
-    redis.call('EXPIRE', KEYS[6], 259200)
-  end
-elseif not redis.call('ZSCORE', KEYS[2], agent) then return {-1} end
-local now = tonumber(ARGV[2])
-local n = tonumber(ARGV[P])
-local after = {}
-local m = tonumber(ARGV[P + n + 1] or '0')
-for k = 1, m do
-  local at = P + n + 2 * k
-  after[tonumber(ARGV[at])] = tonumber(ARGV[at + 1])
-end
-local best, bestscore, bestraw, ties
-local bid, uid
--- A returning caller waiting for this very agent comes first: its own bucket, which no plan holds.
-local own = 'returning:prefer-agent-' .. agent .. ':1'
-local mine = {}
-if ARGV[15] == '1' then mine = redis.call('ZRANGE', ARGV[6] .. own, 0, 0, 'WITHSCORES') end
-if mine[1] then
-  bid, uid, bestraw = own, mine[1], mine[2]
-else
-  local from = 1
-  while from <= n do
-    local to = math.min(n, from + 999)
-    local scores = redis.call('ZMSCORE', KEYS[4], unpack(ARGV, P + from, P + to))
-    for j = from, to do
-      local raw = scores[j - from + 1]
-      if raw then
-        local sc = tonumber(raw)
-        local ok = true
-        if after[j] then
-          local p = 0
-          if sc < 0 then p = math.ceil(-sc / @WEIGHT@) end
-          ok = now - (sc + p * @WEIGHT@) / 1000 >= after[j]
-        end
-        if ok then
-          if best == nil or sc < bestscore then best, bestscore, bestraw, ties = j, sc, raw, nil
-          elseif sc == bestscore then ties = ties or {best}; ties[#ties + 1] = j end
-        end
-      end
-    end
-    from = to + 1
-  end
-  if not best then
-    if becoming then
-      -- (Ready is announced only when the agent stays ready: reserved at once, the reservation
-      -- is the news. Every node and desktop hears every agent change; the history has both.)
-      redis.call('PUBLISH', ARGV[10], ARGV[11])
-      redis.call('HSET', akey, 'state', 'ready', 'state_since', ARGV[2], 'reason', '', 'call', '', 'node', ARGV[13])
-      redis.call('ZADD', KEYS[2], ARGV[2], agent)
-      local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')
-      if ok and type(skills) == 'table' then
-        for name, level in pairs(skills) do redis.call('ZADD', ARGV[4] .. name, level, agent) end
-      end
-    end
-    return {0}
-  end
-  bid = ARGV[P + best]
-  uid = redis.call('ZRANGE', ARGV[6] .. bid, 0, 0)[1]
-  if ties then
-    for _, j in ipairs(ties) do
-      local other = redis.call('ZRANGE', ARGV[6] .. ARGV[P + j], 0, 0)[1]
-      if other and other < uid then uid, bid = other, ARGV[P + j] end
-    end
-  end
-end
-redis.call('ZREM', ARGV[6] .. bid, uid)
-redis.call('ZREM', KEYS[1], uid)
-set_head(KEYS[4], ARGV[6] .. bid, bid)
-local since, owner
-if becoming then
-  -- ready and reserved in one step: out of the ready indexes if it was still in them (ready again)
-  if redis.call('ZREM', KEYS[2], agent) == 1 then
-    local ok, skills = pcall(cjson.decode, redis.call('HGET', akey, 'skills') or '{}')
-    if ok and type(skills) == 'table' then
-      for name, _ in pairs(skills) do redis.call('ZREM', ARGV[4] .. name, agent) end
-    end
-  end
-  owner = redis.call('HGET', ARGV[7] .. uid, 'owner') or ''
-  redis.call('HSET', akey, 'state', 'reserved', 'state_since', ARGV[2], 'call', uid, 'reason', '', 'node', owner)
-  redis.call('HSET', ARGV[7] .. uid, 'state', 'ringing', 'agent', agent)
-  published(agent, uid, ARGV[2], owner)
-  since = ARGV[2]
-else
-  since, owner = reserve(agent, uid, ARGV[2], KEYS[2], ARGV[4], ARGV[5], ARGV[7] .. uid)
-end
-if owner ~= '' and owner ~= ARGV[13] then
-  -- another node follows this call: it rings the agent (it will see the call's events)
-  redis.call('PUBLISH', ARGV[14] .. owner, cjson.encode({call = uid, agent = agent, since = since, bucket = bid,
-    score = bestraw, at = ARGV[2], by = ARGV[13]}))
-end
-return {1, uid, bid, bestraw, since, owner}
-""".replace("@WEIGHT@", str(PRIORITY_WEIGHT))
-
-# KEYS: waiting, bucket, bucket heads; ARGV: uid, bucket id (the caller hung up)
-WITHDRAW = _HEAD + """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then set_head(KEYS[3], KEYS[2], ARGV[2]) end
-return 1
-"""
-
-# KEYS: waiting, bucket, ready, call hash, busy-today hash, bucket set, buckets version, bucket heads
-# ARGV: uid, score, now, strategy, skill-index prefix, agent prefix, bucket id, number of
-#       requirement sets, then per set: n, skill, level, ... (any set met is enough)
-ARRIVE = _RESERVE + _HEAD + """
-local uid, strategy, skp, agp = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
-local nsets = tonumber(ARGV[8])
-local i = 9
-local seen = {}
-local ncand = 0
-local top = {}          -- best five: {agent, key, idle}
-local function better(a, b)
-  if a[2] ~= b[2] then return a[2] < b[2] end
-  if a[3] ~= b[3] then return a[3] < b[3] end
-  return a[1] < b[1]
-end
-for s = 1, nsets do
-  local n = tonumber(ARGV[i]); i = i + 1
-  local req = {}
-  -- (the level also as given: a Lua number passed to Redis is formatted with sprintf)
-  for k = 1, n do req[k] = {ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 1]}; i = i + 2 end
-  local agents
-  if n == 0 then agents = redis.call('ZRANGE', KEYS[3], 0, -1)
-  else
-    -- scan the smallest index: the needed skill fewest ready agents hold at the level
-    local pick, least = 1, nil
-    if n > 1 then
-      for k = 1, n do
-        local c = redis.call('ZCOUNT', skp .. req[k][1], req[k][3], '+inf')
-        if least == nil or c < least then least, pick = c, k end
-      end
-    end
-    -- (while callers queue, nobody ready has the skill: no range to read)
-    if least == 0 then agents = {}
-    else agents = redis.call('ZRANGEBYSCORE', skp .. req[pick][1], req[pick][3], '+inf') end
-  end
-  for _, a in ipairs(agents) do
-    if not seen[a] then
-      local ok, total = true, 0
-      for k = 1, n do
-        local lvl = redis.call('ZSCORE', skp .. req[k][1], a)
-        if not lvl or tonumber(lvl) < req[k][2] then ok = false; break end
-        total = total + tonumber(lvl)
-      end
-      local idle = ok and redis.call('ZSCORE', KEYS[3], a)
-      if idle then
-        seen[a] = true
-        idle = tonumber(idle)
-        local key = idle
-        if strategy == 'least_occupied' then key = tonumber(redis.call('HGET', KEYS[5], a) or '0')
-        elseif strategy == 'best_skill' then key = -total end
-        ncand = ncand + 1
-        local entry = {a, key, idle}
-        local pos = #top + 1
-        while pos > 1 and better(entry, top[pos - 1]) do pos = pos - 1 end
-        if pos <= 5 then
-          table.insert(top, pos, entry)
-          if #top > 5 then table.remove(top) end
-        end
-      end
-    end
-  end
-end
-if ncand == 0 then
-  redis.call('ZADD', KEYS[1], ARGV[2], uid)
-  redis.call('ZADD', KEYS[2], ARGV[2], uid)
-  redis.call('ZADD', KEYS[8], 'LT', ARGV[2], ARGV[7])      -- the bucket's head, if it comes first
-  redis.call('HSET', KEYS[4], 'state', 'waiting', 'agent', '')
-  if redis.call('SADD', KEYS[6], ARGV[7]) == 1 then redis.call('INCR', KEYS[7]) end
-  return {0, 0}
-end
-redis.call('ZREM', KEYS[1], uid)
-if redis.call('ZREM', KEYS[2], uid) == 1 then set_head(KEYS[8], KEYS[2], ARGV[7]) end
-local since = reserve(top[1][1], uid, ARGV[3], KEYS[3], skp, agp, KEYS[4])
-local out = {1, ncand, since}
-for _, e in ipairs(top) do
-  table.insert(out, e[1]); table.insert(out, tostring(e[2]))
-end
-return out
-"""
+# The decisions, each one atomic script (acd/lua/offer.lua, arrive.lua; their arguments are
+# documented there).
+OFFER = scripts.load("offer", EVENTS=Keys.events, WEIGHT=PRIORITY_WEIGHT)
+ARRIVE = scripts.load("arrive", EVENTS=Keys.events)
+WITHDRAW = scripts.load("withdraw")
 
 _NO_LIMIT = "1e300"
 
@@ -324,11 +81,6 @@ def routing_score(priority: int, queued_at: float) -> int:
 
 def bucket_id(queue: str, skills: dict[str, int]) -> str:
     return f"{queue}:{format_skills(skills) or '-'}"
-
-
-def parse_bucket(bid: str) -> tuple[str, dict[str, int]]:
-    queue, skills = bid.split(":", 1)
-    return queue, ({} if skills == "-" else parse_skills(skills))
 
 
 class AgentChanged(Exception):
@@ -408,12 +160,7 @@ class Router:
         self._arrive = redis.register_script(ARRIVE)
         self._withdraw = redis.register_script(WITHDRAW)
         self.lane = open_lane(redis) if lean else None
-        self.version: Optional[str] = None
-        self.buckets: dict[str, tuple[str, dict[str, int]]] = {}
-        self._plans: dict[tuple, list[tuple[str, float]]] = {}
-        self._packed: dict[tuple, Packed] = {}        # plan as script arguments, per skill profile
-        self._by_dict: dict[int, tuple[dict, Packed]] = {}   # the same, by the skills dict asking
-        self._stages: dict[tuple, list] = {}
+        self.plans = Plans(redis, lambda: self._queues)
         self._rules: dict[str, str] = {}              # bucket -> its part of the explanation
         self._arrivals: dict[str, tuple] = {}         # bucket -> what its arrivals send alike
         # "EVALSHA <sha> 6 <the first five keys>": the same at every decision, encoded once.
@@ -423,7 +170,8 @@ class Router:
         self._node_args = self._node_arguments()
         # arguments of an offer: those above, busy key, agent, now, version, 5 of becoming ready, the plan's
         self._offer_count = self._offer_call.count + 4 + self._offer_prefixes.count + 5 + self._node_args.count
-        self._busy_minute, self._busy = None, ""
+        self._busy_minute: Optional[int] = None
+        self._busy = ""
         self.stale_retries = 0
 
     @property
@@ -435,16 +183,13 @@ class Router:
         self.set_queues(queues)
 
     def _node_arguments(self) -> Packed:
-        return Packed(self.node, node_channel(""), "1" if self._queues.returning.enabled else "0")
+        return Packed(self.node, Keys.acd_node(""), "1" if self._queues.returning.enabled else "0")
 
     def set_queues(self, queues: QueueBook) -> None:
         """New queue rules: the plans and per-bucket arguments made under the old ones go."""
         self._queues = queues
         self._node_args = self._node_arguments()
-        self._plans.clear()
-        self._packed.clear()
-        self._by_dict.clear()
-        self._stages.clear()
+        self.plans.clear()
         self._rules.clear()
         self._arrivals.clear()
 
@@ -453,79 +198,30 @@ class Router:
         if self.lane is not None:
             await self.lane.aclose()
 
-    async def refresh(self) -> None:
-        """Re-read the bucket list (another process may have added buckets)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.get(Keys.buckets_version)
-            pipe.smembers(Keys.buckets)
-            version, members = await pipe.execute()
-        added = {}
-        for bid in members:
-            if bid in self.buckets:
-                continue
-            try:
-                added[bid] = parse_bucket(bid)
-            except ValueError:
-                log.warning("ignoring malformed bucket id %r", bid)
-        self.buckets.update(added)
-        self.version = version or "0"
-        # Buckets are only ever added: extend the cached plans with the new ones.
-        if added:
-            self._packed.clear()
-            self._by_dict.clear()
-            for key, plan in self._plans.items():
-                plan.extend(self._matches(dict(key), added))
-
-    def plan(self, skills: dict[str, int]) -> list[tuple[str, float]]:
-        """The buckets an agent with these skills may serve: (bucket, from which wait)."""
-        key = tuple(sorted(skills.items()))
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._matches(skills, self.buckets)
-        return plan
-
-    def _plan_args(self, skills: dict[str, int]) -> Packed:
-        # The same dict (an agent's skills) asks again at every decision: found by identity first.
-        seen = self._by_dict.get(id(skills))
-        if seen is not None and seen[0] is skills:
-            return seen[1]
-        key = tuple(sorted(skills.items()))
-        packed = self._packed.get(key)
-        if packed is None:
-            plan = self.plan(skills)
-            expanding = [(i + 1, after) for i, (_, after) in enumerate(plan) if after > 0]
-            flat: list[Any] = [len(plan), *(bid for bid, _ in plan), len(expanding)]
-            for position, after in expanding:
-                flat += [position, repr(after)]
-            packed = self._packed[key] = Packed(*flat)
-        if len(self._by_dict) > 100_000:
-            self._by_dict.clear()
-        self._by_dict[id(skills)] = (skills, packed)      # (holding the dict: its id is not reused)
-        return packed
-
-    def _matches(self, skills: dict[str, int], buckets) -> list[tuple[str, float]]:
-        plan = []
-        for bid, (queue, required) in buckets.items():
-            stages = self._stages.get(bid)
-            if stages is None:
-                stages = self._stages[bid] = [
-                    (after, tuple(stage.items())) for after, stage in self.queues.get(queue).stages(required)]
-            for after, stage in stages:
-                if all(skills.get(s, 0) >= level for s, level in stage):
-                    plan.append((bid, after))
-                    break
-        return plan
-
     async def prepare(self, skill_sets) -> None:
         """Work out the plans of these agents now rather than on their first decision."""
-        await self.refresh()
+        await self.plans.refresh()
         for skills in skill_sets:
-            self._plan_args(skills)
+            self.plans.args(skills)
 
     async def withdraw(self, pipe, uniqueid: str, bucket: str) -> None:
         """Add to ``pipe``: the call leaves its queue (it hung up)."""
         await self._withdraw(keys=[Keys.waiting, Keys.bucket(bucket), Keys.bucket_heads], args=[uniqueid, bucket],
                        client=pipe)
+
+    async def waiting_count(self) -> int:
+        """Calls waiting for an agent, across ACD processes."""
+        return await self.redis.zcard(Keys.waiting)
+
+    async def queue_length(self, queue: str) -> int:
+        """Calls waiting in this queue (every bucket of it), across ACD processes."""
+        buckets = [b for b in await self.redis.smembers(Keys.buckets) if b.split(":", 1)[0] == queue]
+        if not buckets:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.zcard(Keys.bucket(bucket))
+            return sum(await pipe.execute())
 
     def waits_that_matter(self, call: WaitingCall) -> list[float]:
         """Waits at which this call's requirement widens (when ready agents should look again)."""
@@ -539,15 +235,14 @@ class Router:
         return self._busy
 
     async def offer(self, agent_id: str, skills: dict[str, int], now: Optional[float] = None,
-                    becoming_ready: Optional[tuple[str, str, float]] = None) -> Optional[Decision]:
+                    becoming_ready: Optional[tuple[str, str, str, float]] = None) -> Optional[Decision]:
         """The agent is free: reserve the best waiting call it can serve, if any.
 
         ``becoming_ready`` (expected state, history row, event, busy seconds; from
         ``AgentDirectory.ready_step``) makes the agent ready in the same script, at ``now``; if Redis
         no longer holds the expected state, :class:`AgentChanged` is raised and nothing is written."""
         for _ in range(6):
-            if self.version is None:
-                await self.refresh()
+            version = self.plans.version if self.plans.version is not None else await self.plans.refresh()
             now = self.clock() if now is None else now
             stamp = repr(now)
             busy_key = self._busy_key(now)
@@ -556,22 +251,22 @@ class Router:
                 ready = [expected or "*", row, Keys.events, event, repr(busy)]
             else:
                 ready = ["", "", "", "", "0"]
-            plan = self._plan_args(skills)
+            plan = self.plans.args(skills)
             if self.lane is not None:
                 # (Written out part by part: this runs on every decision.)
                 command = b"".join((b"*%d\r\n" % (self._offer_count + plan.count), self._offer_call.data,
-                                    bulk(busy_key), bulk(agent_id), bulk(stamp), bulk(self.version),
+                                    bulk(busy_key), bulk(agent_id), bulk(stamp), bulk(version),
                                     self._offer_prefixes.data, *map(bulk, ready), self._node_args.data,
                                     plan.data))
                 result = await self.lane.evalsha(self._offer.sha, OFFER, command)
             else:
                 result = await self._offer(
                     keys=[Keys.waiting, Keys.ready, Keys.buckets_version, Keys.bucket_heads, Keys.outbox, busy_key],
-                    args=[agent_id, stamp, self.version, Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""),
+                    args=[agent_id, stamp, version, Keys.ready_skill(""), Keys.agent(""), Keys.bucket(""),
                           Keys.call(""), *ready, *_unpack(self._node_args), *_unpack(plan)])
             if result[0] == -2:
                 self.stale_retries += 1
-                await self.refresh()
+                await self.plans.refresh()
                 continue
             if result[0] == -3:
                 raise AgentChanged(agent_id, result[1], result[2])
@@ -580,7 +275,7 @@ class Router:
             uid, bid, score, since, owner = result[1], result[2], float(result[3]), result[4], result[5]
             rule = self._rules.get(bid)
             if rule is None:
-                queue, required = self.buckets.get(bid) or parse_bucket(bid)
+                queue, required = self.plans.buckets.get(bid) or parse_bucket(bid)
                 rule = self._rules[bid] = (
                     "a returning caller waiting for this agent" if queue == RETURNING_QUEUE else
                     f"queue {queue}, needs {format_skills(required) or 'nothing'}")
@@ -615,8 +310,8 @@ class Router:
         """Several agents free at once (``(agent, skills, now, becoming_ready)`` each, in the order
         freed): on the lean connection their scripts are written together, one round trip, and run
         in this order; each is still its own atomic decision."""
-        if self.version is None:
-            await self.refresh()
+        if self.plans.version is None:
+            await self.plans.refresh()
         return list(await asyncio.gather(*(self.offer(agent, skills, now, becoming_ready=step)
                                            for agent, skills, now, step in offers)))
 

@@ -6,7 +6,7 @@ minimum level, four priorities), all in a private redis-server from ``redis_whee
 Each ACD process (a real OS process, ``--processes N``) frees its agents one after another,
 as wrap-ups end, ``--concurrency`` of them at a time (decisions in flight; the latency measured
 includes waiting behind the others). The timed *decision* is ``Router.offer`` as
-``Distributor.free_agent`` makes it: the agent's READY transition, the choice of the best
+``AgentService.free`` (acd/agent_service.py) makes it: the agent's READY transition, the choice of the best
 waiting call it can serve and its atomic claim, in one Lua script. Each served call is replaced by a new arrival
 (``Router.arrive``), so about 10,000 calls wait throughout. Every 8th decision offers an
 agent owned by another process too, so processes race for the same agents as well as the
@@ -145,7 +145,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
     await router.prepare(agent.skills for agent in directory.agents.values())
 
     def reserved(agent_id: str, call: str, at: float, follower: str) -> None:
-        # Our copy of the agent follows a reservation (as Distributor._assigned / on_handoff).
+        # Our copy of the agent follows a reservation (as Assignment.assigned / Peers.on_handoff).
         agent = directory.agents.get(agent_id)
         if agent is not None:
             agent.state, agent.state_since, agent.call, agent.reason, agent.node = (
@@ -157,7 +157,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         except (KeyError, TypeError, ValueError):
             pass
 
-    # Every agent change of every process reaches this one, as in the product (Distributor.on_peer_agent):
+    # Every agent change of every process reaches this one, as in the product (Peers.on_agent):
     # keeping the copies in step is part of running several ACD processes, and is measured with them.
     peers = PeerListener(redis, node, on_agent=directory.apply_peer_event, on_handoff=on_handoff,
                          on_gap=lambda: None)
@@ -179,7 +179,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         try:
             decision = await router.offer(agent_id, agent.skills, now, becoming_ready=step)
         except AgentChanged:
-            # The other process reserved it meanwhile (as Distributor.free_agent: read, check again).
+            # The other process reserved it meanwhile (as AgentService.free: read, check again).
             nonlocal changed
             changed += 1
             agent = await directory.reload(agent_id)
@@ -198,7 +198,7 @@ async def _worker(url, index, own, everyone, duration, concurrency, seed, result
         while time.perf_counter() < stop_at and free:
             agent_id = free.popleft()
             # Wrap-up over: the agent becomes ready and takes the best call it can serve, one script
-            # (as Distributor.free_agent does).
+            # (as AgentService.free does).
             decision = await decide(agent_id, ready=True)
             counter += 1
             if counter % 8 == 0:                    # race another process for one of its agents
@@ -331,10 +331,10 @@ async def free_to_ring(redis_url: str, agents: int, callers: int, seed: int) -> 
     from redis.asyncio import Redis
 
     from acd.agents import AgentDirectory
-    from acd.distributor import Distributor
+    from acd.service import build_core
     from hotline.ami import AMIClient
     from hotline.embedded import free_port
-    from launcher.paths import ASTERISK_CONFIG, SOUNDS
+    from hotline.paths import ASTERISK_CONFIG, SOUNDS
     from pbxsim.scenario import CallerPlan, Scenario
     from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
@@ -347,15 +347,15 @@ async def free_to_ring(redis_url: str, agents: int, callers: int, seed: int) -> 
     await sim.start()
     ami = AMIClient("127.0.0.1", sim.ami_port, user.username, user.secret)
     directory = AgentDirectory(redis)
-    distributor = Distributor(ami, redis, directory, wrapup_s=0.02)
-    distributor.attach()
+    core = build_core(ami, redis, directory, wrapup_s=0.02)
+    core.attach(ami)
     await ami.connect()
     freed: dict[str, float] = {}
     samples: list[float] = []
     original = directory.ready_step
 
     def ready_step(agent_id, now):
-        if distributor.waiting:
+        if core.book.waiting:
             freed[agent_id] = time.perf_counter()          # wrap-up over while callers wait
         return original(agent_id, now)
 
@@ -382,11 +382,11 @@ async def free_to_ring(redis_url: str, agents: int, callers: int, seed: int) -> 
                                                 reaction_s=0.01)))
     await asyncio.sleep(0.5)                          # everyone reaches the queue first
     for ext in ext_ids:
-        await distributor.free_agent(ext)             # log in ready: takes the first caller
+        await core.agents.free(ext)                   # log in ready: takes the first caller
     await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in placed)), 120)
-    await distributor.wait_idle()
+    await core.wait_idle()
     await ami.close()
-    await distributor.close()
+    await core.close()
     await sim.stop()
     await redis.aclose()
     answered = sum(1 for c in placed if c.answered_at is not None)

@@ -56,5 +56,9 @@ class Keys:
         return f"hotline:lastagent:{caller}"      # STRING: agent who answered this caller last (expires)
 
     @staticmethod
+    def acd_node(node: str) -> str:
+        return f"hotline:acd:node:{node}"         # pub/sub channel of one ACD node: calls handed to it, wrap-up ends
+
+    @staticmethod
     def survey(uniqueid: str) -> str:
         return f"hotline:survey:{uniqueid}"       # JSON of the satisfaction survey (also in the IVR path)

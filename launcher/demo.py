@@ -21,7 +21,7 @@ from hotline.stores import open_stores
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
-from .paths import ASTERISK_CONFIG, SOUNDS
+from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from .services import start_services, wait_for_signal
 
 __all__ = ["DemoOptions", "run_demo", "demo_agents"]
@@ -111,7 +111,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict:
                 cut = await sim.drain(options.drain_s if not stop.is_set() else 5.0)
                 if cut:
                     print(f"{cut} call(s) still in progress were hung up", flush=True)
-                await services.acd.distributor.wait_idle()
+                await services.acd.core.wait_idle()
         finally:
             await sim.stop()
         # The services have stopped: the outbox is flushed into PostgreSQL.
@@ -132,14 +132,14 @@ async def _progress(sim: Simulator, services, generator: asyncio.Task, stop: asy
         while not generator.done() and not stop.is_set():
             await asyncio.wait({generator, stop_task}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
             records = sim.truth.records
-            distributor = services.acd.distributor
+            book = services.acd.core.book
             states: dict[str, int] = {}
             for agent in services.acd.agents.agents.values():
                 states[agent.state.value] = states.get(agent.state.value, 0) + 1
             print(f"[{time.monotonic() - started:6.0f}s] placed {len(sim.callers)}  ended {len(records)}  "
                   f"answered {sum(r['outcome'] == 'answered' for r in records)}  "
                   f"abandoned {sum(r['outcome'] == 'abandoned' for r in records)}  "
-                  f"waiting {len(distributor.waiting)}  agents "
+                  f"waiting {len(book.waiting)}  agents "
                   + " ".join(f"{k}={v}" for k, v in sorted(states.items())), flush=True)
     finally:
         stop_task.cancel()

@@ -9,7 +9,7 @@ from hotline.settings import Settings
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig
 
-from .paths import ASTERISK_CONFIG, SOUNDS
+from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from .services import wait_for_signal
 
 __all__ = ["run_simulator"]

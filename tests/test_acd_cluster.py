@@ -19,7 +19,7 @@ from hotline.model import AgentState
 from hotline.settings import Settings
 from hotline.stores import Stores
 from ivr.service import run_ivr
-from launcher.paths import ASTERISK_CONFIG, SOUNDS
+from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
@@ -88,14 +88,14 @@ async def test_two_acd_nodes_share_calls_without_double_assignment(redis, pool, 
             if await pool.fetchval("SELECT count(*) FROM calls") >= len(callers):
                 break
             await asyncio.sleep(0.05)
-        await a.distributor.wait_idle()
-        await b.distributor.wait_idle()
+        await a.core.wait_idle()
+        await b.core.wait_idle()
         # Both followed calls; decisions crossed between them (a freed agent took the other's caller).
-        assert a.distributor.followed > 0 and b.distributor.followed > 0
-        assert a.distributor.followed + b.distributor.followed == len(callers)
-        assert a.distributor.handed_out + b.distributor.handed_out > 0
-        assert a.distributor.handed_in + b.distributor.handed_in == \
-            a.distributor.handed_out + b.distributor.handed_out
+        assert a.core.book.followed > 0 and b.core.book.followed > 0
+        assert a.core.book.followed + b.core.book.followed == len(callers)
+        assert a.core.assignment.handed_out + b.core.assignment.handed_out > 0
+        assert a.core.peers.handed_in + b.core.peers.handed_in == \
+            a.core.assignment.handed_out + b.core.assignment.handed_out
         await until(lambda: all(a.agents.agents[x].state == b.agents.agents[x].state == AgentState.READY
                                 for x in AGENTS))
     # No phone was ever offered a second call while on one.
@@ -180,12 +180,12 @@ async def test_wrap_up_extended_through_the_other_node(redis, pool, redis_url, p
         caller = sim.place_call(plan(number="13800000001", talk=0.2))
         await asyncio.wait_for(caller.done.wait(), 15)
         await until(lambda: a.agents.agents["1001"].state == b.agents.agents["1001"].state == AgentState.WRAPUP)
-        timing, other = (a, b) if "1001" in a.distributor._wrapup_until else (b, a)
-        assert "1001" not in other.distributor._wrapup_until
-        started = timing.distributor._wrapup_until["1001"] - 1.0
-        until_ = await other.distributor.extend_wrapup("1001", 1.0)
+        timing, other = (a, b) if "1001" in a.core.agents.wrapups.until else (b, a)
+        assert "1001" not in other.core.agents.wrapups.until
+        started = timing.core.agents.wrapups.until["1001"] - 1.0
+        until_ = await other.core.agents.extend_wrapup("1001", 1.0)
         assert abs(until_ - (started + 2.0)) < 0.01
-        await until(lambda: timing.distributor._wrapup_until.get("1001") == until_, timeout=2)
+        await until(lambda: timing.core.agents.wrapups.until.get("1001") == until_, timeout=2)
         await until(lambda: a.agents.agents["1001"].state == AgentState.READY, timeout=5)
     rows = await pool.fetch("SELECT state, extract(epoch from at) AS at FROM agent_states WHERE agent_id = '1001' "
                             "ORDER BY at, id")

@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, Phase, event as label, given, note, settings
 from hypothesis import strategies as st
 
 from acd.agents import AgentDirectory
-from acd.distributor import Distributor
+from acd.service import ACDCore, build_core
 from acd.queues import QueueBook
 from hotline.ami import AMIActionError, Message
 from hotline.keys import Keys
@@ -306,7 +306,7 @@ class Pbx:
 
 
 class FakeAMI:
-    """What the Distributor uses of hotline.ami.AMIClient, answered by the model PBX."""
+    """What the ACD uses of hotline.ami.AMIClient, answered by the model PBX."""
 
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
@@ -353,7 +353,7 @@ class FakeAMI:
 # ---- feeding events, some lost, some twice ------------------------------------------------------
 
 class Feed:
-    def __init__(self, ami: FakeAMI, distributor: Distributor, faults) -> None:
+    def __init__(self, ami: FakeAMI, distributor: ACDCore, faults) -> None:
         self.ami, self.distributor = ami, distributor
         self.faults = iter(faults)
         self.late: list[list] = []           # [deliveries to wait, message]: duplicates delivered later
@@ -376,12 +376,12 @@ class Feed:
 
     async def settle(self) -> None:
         await self.distributor.wait_idle()
-        self.seen |= set(self.distributor.calls)
+        self.seen |= set(self.distributor.book.calls)
         # An agent Asterisk is ringing (or about to) or has bridged is reserved or on call for that
         # caller in the ACD: lost events may leave the ACD behind, never ahead of Asterisk.
         for c in self.ami.pbx.calls:
             if c.alive and c.with_agent():
-                agent = self.distributor.agents.agents[c.agent]
+                agent = self.distributor.directory.agents[c.agent]
                 if agent.state not in (AgentState.RESERVED, AgentState.ON_CALL) or agent.call != c.uid:
                     problem = (f"agent {agent.id} is {agent.state.value} (call {agent.call or '-'}) while "
                                f"Asterisk {'bridges' if c.bridged else 'rings'} it for call {c.uid}")
@@ -445,8 +445,8 @@ async def test_lost_and_duplicated_call_events_leave_nothing_unexplained(redis, 
     for agent_id in agent_ids:
         await directory.upsert(agent_id, f"Agent {agent_id}", "general", {"mandarin": 5})
         await directory.transition(agent_id, AgentState.READY)
-    distributor = Distributor(ami, redis, directory, wrapup_s=0.01, queues=QUEUES)
-    distributor.attach()
+    distributor = build_core(ami, redis, directory, wrapup_s=0.01, queues=QUEUES)
+    distributor.attach(ami)
     feed = Feed(ami, distributor, faults)
     try:
         for callback in ami.connected:          # the ACD connects: its start-up recovery
@@ -490,9 +490,9 @@ async def test_lost_and_duplicated_call_events_leave_nothing_unexplained(redis, 
         assert not pbx.live_channels()
 
         # Asterisk has no channel left: the periodic repairs run, wrap-ups end.
-        await distributor.recover()
+        await distributor.recovery.recover()
         await feed.settle()
-        await distributor.reconcile_agents()
+        await distributor.recovery.reconcile_agents()
         await feed.settle()
         # What the example exercised (pytest --hypothesis-show-statistics).
         label(f"events fed: {min(len(feed.log) // 10 * 10, 40)}+")
@@ -511,8 +511,8 @@ async def test_lost_and_duplicated_call_events_leave_nothing_unexplained(redis, 
             assert agent.state not in BUSY, f"agent {agent_id} left {agent.state.value} (call {agent.call})"
             assert stored["state"] == agent.state.value, \
                 f"agent {agent_id} is {agent.state.value} in memory, {stored['state']} in Redis (call {stored['call']})"
-        assert not distributor.calls, f"the ACD still follows calls {sorted(distributor.calls)}"
-        assert not distributor.waiting, f"the ACD still queues calls {sorted(distributor.waiting)}"
+        assert not distributor.book.calls, f"the ACD still follows calls {sorted(distributor.book.calls)}"
+        assert not distributor.book.waiting, f"the ACD still queues calls {sorted(distributor.book.waiting)}"
         assert await redis.scard(Keys.calls) == 0, await redis.smembers(Keys.calls)
         assert await redis.zcard(Keys.waiting) == 0, await redis.zrange(Keys.waiting, 0, -1)
         assert [k async for k in redis.scan_iter(Keys.call("*"))] == []
@@ -553,7 +553,7 @@ async def test_lost_and_duplicated_call_events_leave_nothing_unexplained(redis, 
                     and before["call_uniqueid"] == row["call_uniqueid"], (before, row)
             last[row["agent_id"]] = row
         # Repaired once, there is nothing left to repair.
-        assert await distributor.reconcile_agents() == 0
+        assert await distributor.recovery.reconcile_agents() == 0
     finally:
         note("\n".join(feed.log))
         note(f"redirects: {pbx.redirects}")
@@ -580,8 +580,8 @@ async def test_a_late_ready_write_does_not_undo_a_newer_reservation(redis):
     directory = AgentDirectory(redis)
     await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
     await directory.transition("1001", AgentState.READY)
-    distributor = Distributor(ami, redis, directory, wrapup_s=0.01, queues=QUEUES)
-    distributor.attach()
+    distributor = build_core(ami, redis, directory, wrapup_s=0.01, queues=QUEUES)
+    distributor.attach(ami)
     first, second = pbx.calls
     script = directory._transition
     released = asyncio.Event()

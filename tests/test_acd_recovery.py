@@ -15,7 +15,7 @@ from hotline.keys import Keys
 from hotline.model import AgentState
 from hotline.settings import Settings
 from ivr.service import run_ivr
-from launcher.paths import ASTERISK_CONFIG, SOUNDS
+from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
@@ -155,23 +155,23 @@ async def test_an_adopted_call_answered_meanwhile_puts_its_agent_on_call(redis):
     """A node dies while its caller is being connected; the survivor witnessed the answer (so it
     adopts the call as answered) and finds it bridged: the reserved agent is on call now, so its
     hang-up starts its wrap-up. (It stayed reserved until the 30 s reconcile: a stuck agent.)"""
-    from acd.calls import LiveCall
-    from acd.distributor import Distributor
+    from acd.service import build_core
+    from hotline.live import LiveCall
 
     directory = AgentDirectory(redis)
     await directory.upsert("1001", "Agent 1001", "general", {"mandarin": 5})
     await directory.transition("1001", AgentState.READY)
     await directory.transition("1001", AgentState.RESERVED, call="1795340000.7")
-    distributor = Distributor(None, redis, directory)
+    core = build_core(None, redis, directory)
     now = 1795340010.0
     call = LiveCall("1795340000.7", "PJSIP/trunk-00000007", "1795340000.7", "main", "13900000001", now - 10,
                     queued_at=now - 8, queue="general", state="talking", agent="1001", answered_at=now - 1)
-    await distributor._adopt(call, {"BridgeId": "b-1", "Context": "hotline-connect"}, now)
-    await distributor.wait_idle()
+    await core.recovery.adopt(call, {"BridgeId": "b-1", "Context": "hotline-connect"}, now)
+    await core.wait_idle()
     assert directory.get("1001").state == AgentState.ON_CALL
     assert (await redis.hgetall(Keys.agent("1001")))["state"] == "on_call"
     assert call.answered_at == now - 1                  # when it was answered, as witnessed
-    await distributor.close()
+    await core.close()
 
 
 async def test_agent_state_no_channel_explains_is_repaired(redis, pool, redis_url, pg_url, tmp_path):
@@ -179,14 +179,14 @@ async def test_agent_state_no_channel_explains_is_repaired(redis, pool, redis_ur
 
     agents = (("1001", {"mandarin": 5}), ("1002", {"mandarin": 5}))
     async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=agents) as (sim, acd):
-        await acd.distributor.wait_idle()                # the start-up recovery is over
+        await acd.core.wait_idle()                # the start-up recovery is over
         # As if the events of a call were lost: 1001 reserved, 1002 on a call that never existed.
         await acd.agents.transition("1001", AgentState.RESERVED, call="1700000000.1")
         await acd.agents.transition("1002", AgentState.RESERVED, call="1700000000.2")
         await acd.agents.transition("1002", AgentState.ON_CALL, call="1700000000.2")
-        assert await acd.distributor.reconcile_agents() == 2
+        assert await acd.core.recovery.reconcile_agents() == 2
         await until(lambda: {a.state for a in acd.agents.agents.values()} == {AgentState.READY})
-        assert await acd.distributor.reconcile_agents() == 0
+        assert await acd.core.recovery.reconcile_agents() == 0
 
 
 async def test_virtual_hold_survives_a_kill_9(redis, pool, redis_url, pg_url, tmp_path):

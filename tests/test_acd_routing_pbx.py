@@ -110,7 +110,7 @@ async def test_skill_expansion_connects_only_after_the_set_wait(redis, pool, red
         await until_async(lambda: _in_waiting(redis, uid), timeout=2)
         await asyncio.sleep(EXPAND_AFTER / 2)
         if back_from_break:
-            await acd.distributor.free_agent(expected)          # what "ready" does (API, phone *43)
+            await acd.core.agents.free(expected)          # what "ready" does (API, phone *43)
             await asyncio.sleep(0.05)
             assert acd.agents.get(expected).state == AgentState.READY, "took the call before the wait"
         # ... and before the expansion nobody's phone has rung.
@@ -120,7 +120,7 @@ async def test_skill_expansion_connects_only_after_the_set_wait(redis, pool, red
         assert await redis.zscore(Keys.waiting, uid) is not None
         await asyncio.wait_for(caller.done.wait(), 10)
         rings = {ext: phone.rings for ext, phone in sim.phones.items()}
-        decisions = [d for d in acd.distributor.decisions if d["call"] == uid]
+        decisions = [d for d in acd.core.assignment.decisions if d["call"] == uid]
     row = (await records(pool))[uid]
     # What the enterprise menu asks for (UserEvent HotlineWaiting: Queue/Skills/CallPriority).
     assert (row["queue"], row["skills"], row["priority"]) == ("enterprise", "enterprise:1+mandarin:1", 10)
@@ -247,7 +247,7 @@ async def test_ring_no_answer_requeues_at_the_head_of_the_queue(redis, pool, red
         ua, ub = a.channel.uniqueid, b.channel.uniqueid
         assert await redis.zscore(Keys.waiting, ua) < await redis.zscore(Keys.waiting, ub)
         # 1001 comes back: it is offered A, the head of the queue; it rings and is not answered.
-        await acd.distributor.free_agent("1001")
+        await acd.core.agents.free("1001")
         agent = acd.agents.get("1001")
         assert (agent.state, agent.call) == (AgentState.RESERVED, ua)
         await until(lambda: sim.phones["1001"].rings == 1)
@@ -260,7 +260,7 @@ async def test_ring_no_answer_requeues_at_the_head_of_the_queue(redis, pool, red
         assert a.answered_at is None and b.answered_at is None
         # Only now another agent becomes ready: it must get A, not B.
         await add_agent(sim, acd, "1002", "general", {"mandarin": 5}, ready=False)
-        await acd.distributor.free_agent("1002")
+        await acd.core.agents.free("1002")
         assert acd.agents.get("1002").call == ua
         await asyncio.wait_for(asyncio.gather(a.done.wait(), b.done.wait()), 15)
         assert sim.phones["1001"].rings == 1            # not offered again while not ready

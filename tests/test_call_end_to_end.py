@@ -13,7 +13,7 @@ from hotline.model import AgentState
 from hotline.settings import Settings
 from hotline.stores import Stores
 from ivr.service import run_ivr
-from launcher.paths import ASTERISK_CONFIG, SOUNDS
+from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from pbxsim.scenario import CallerPlan, Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
@@ -51,7 +51,7 @@ async def hotline(redis, pool, redis_url, pg_url, tmp_path: Path, *, agents=(("1
                 await acd.agents.transition(agent_id, AgentState.READY)
             yield sim, acd
             await sim.drain(10)
-            await acd.distributor.wait_idle()
+            await acd.core.wait_idle()
     finally:
         await ivr.stop()
         await sim.stop()
@@ -186,7 +186,7 @@ async def test_priority_beats_arrival_order(redis, pool, redis_url, pg_url, tmp_
         await _until(lambda: elderly.queued_at is not None)
         sim.register_phone("1001")
         await acd.agents.upsert("1001", "Agent 1001", "general", skills)
-        await acd.distributor.free_agent("1001")       # what the agent's "ready" does (API, phone)
+        await acd.core.agents.free("1001")       # what the agent's "ready" does (API, phone)
         await asyncio.wait_for(asyncio.gather(ordinary.done.wait(), elderly.done.wait()), 20)
     rows = await records(pool)
     first, second = rows[elderly.channel.uniqueid], rows[ordinary.channel.uniqueid]

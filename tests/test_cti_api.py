@@ -2,7 +2,7 @@
 
 The data is written by the real producers: agents by ``acd.agents.AgentDirectory``, call
 records by ``acd.outbox.OutboxWriter`` from ``hotline.model.CallRecord`` rows, live calls as
-``acd.distributor.LiveCall.to_redis`` lays them out.
+``hotline.live.LiveCall.to_redis`` lays them out.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from acd.agents import AgentDirectory, outbox_row
-from acd.calls import LiveCall
+from hotline.live import LiveCall
 from acd.outbox import OutboxWriter
 from acd.router import routing_score
 from cti.app import make_app

@@ -1,7 +1,7 @@
 """cti: the agent desktop's WebSocket, fed by the ACD's real events on a real Redis.
 
 Agent transitions are made with ``acd.agents.AgentDirectory`` (the producer of the ``agent``
-events); the call hash is laid out by ``acd.distributor.LiveCall``; the caller's history is
+events); the call hash is laid out by ``hotline.live.LiveCall``; the caller's history is
 written through ``acd.outbox.OutboxWriter``. Every wait has a timeout: no test sleeps.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
 from acd.agents import AgentDirectory, outbox_row
-from acd.calls import LiveCall
+from hotline.live import LiveCall
 from acd.outbox import OutboxWriter
 from cti.app import HUB, make_app
 from cti.events import RESYNC, Subscription

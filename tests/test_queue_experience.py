@@ -194,10 +194,10 @@ async def test_returning_caller_waits_a_few_seconds_for_the_agent_on_another_cal
     async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=agents, acd_queues_file=rules) as (sim, acd):
         first = sim.place_call(plan(number="13900000001", talk=0.2))
         await asyncio.wait_for(first.done.wait(), 10)
-        await acd.distributor._transition("1002", AgentState.NOT_READY, reason="break")
+        await acd.core.agents.change("1002", AgentState.NOT_READY, reason="break")
         other = sim.place_call(plan(number="13900000002", talk=1.3))       # keeps 1001 busy
         await until(lambda: other.answered_at is not None)
-        await acd.distributor.free_agent("1002")                           # ready all the while
+        await acd.core.agents.free("1002")                           # ready all the while
         again = sim.place_call(plan(number="13900000001", talk=0.2))
         await asyncio.wait_for(asyncio.gather(other.done.wait(), again.done.wait()), 10)
     row = (await records(pool))[again.channel.uniqueid]
