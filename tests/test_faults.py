@@ -8,12 +8,13 @@ from pathlib import Path
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from acd.outbox import OutboxWriter
 from hotline.db import upgrade
 from hotline.embedded import EmbeddedPostgres, EmbeddedRedis
 from hotline.keys import Keys
-from hotline.model import CallOutcome, CallRecord
+from hotline.model import AgentState, CallOutcome, CallRecord
 
 from .test_call_end_to_end import hotline, plan
 
@@ -90,3 +91,45 @@ async def test_postgres_down_records_wait_in_redis_then_arrive_once(redis):
 
 async def _empty(redis) -> bool:
     return await redis.llen(Keys.outbox) == 0
+
+
+async def test_redis_down_an_agents_change_over_http_is_kept_and_written_back(pool, pg_url, tmp_path):
+    """The HTTP API and the phone go to the same agent service: with Redis down the change is kept
+    in memory (202, stored false) and reaches Redis, with its history row, once Redis is back."""
+    import aiohttp
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    await server.start()
+    redis = Redis.from_url(server.url, decode_responses=True)
+    try:
+        async with hotline(redis, pool, server.url, pg_url, tmp_path) as (sim, acd):
+            base = f"http://127.0.0.1:{acd.http_port}"
+            async with aiohttp.ClientSession() as http:
+                await server.stop()
+                r = await http.post(f"{base}/agents/1001/not-ready", json={"reason": "meal"})
+                assert r.status == 202
+                body = await r.json()
+                assert (body["state"], body["reason"], body["stored"]) == ("not_ready", "meal", False)
+                assert acd.agents.get("1001").state == AgentState.NOT_READY
+                r = await http.get(f"{base}/agents/1001")
+                assert (await r.json())["state"] == "not_ready"
+                await server.start()
+                await wait_until(lambda: _state_in_redis(redis, "1001", "not_ready"))
+                r = await http.post(f"{base}/agents/1001/ready")
+                assert r.status == 200 and (await r.json())["state"] == "ready"
+            await wait_until(lambda: _history(pool, "1001", ["ready", "not_ready", "ready"]))
+    finally:
+        await redis.aclose()
+        await server.stop()
+
+
+async def _state_in_redis(redis, agent_id: str, state: str) -> bool:
+    try:
+        return await redis.hget(Keys.agent(agent_id), "state") == state
+    except (OSError, RedisError):
+        return False
+
+
+async def _history(pool, agent_id: str, states: list[str]) -> bool:
+    rows = await pool.fetch("SELECT state FROM agent_states WHERE agent_id = $1 ORDER BY at, id", agent_id)
+    return [r["state"] for r in rows] == states
