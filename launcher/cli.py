@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from hotline.model import format_skills
 from hotline.settings import Settings, SettingsError, load_settings
 
 __all__ = ["app", "main"]
@@ -217,7 +218,7 @@ def _print_json(value) -> None:
 def acd_agents_list(ctx: typer.Context) -> None:
     """Agents with their skills and states."""
     for agent in _acd_api(ctx, "GET", "/agents"):
-        skills = "+".join(f"{k}:{v}" for k, v in sorted(agent["skills"].items()))
+        skills = format_skills(agent["skills"])
         reason = f" ({agent['reason']})" if agent["reason"] else ""
         typer.echo(f"{agent['id']:>6}  {agent['name']:<12} {agent['team']:<12} {agent['state']}{reason:<12} {skills}")
 
