@@ -6,7 +6,7 @@ They go to the same agent service as the HTTP API.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from typing import Awaitable, Mapping
 
 from hotline.tasks import Background
 
@@ -39,6 +39,7 @@ class FeatureCodes:
             log.warning("feature code %s from unknown agent %r", action, agent_id)
             return
         reason = REASON_DIGITS.get(msg.get("Reason", ""), "")
+        verb: Awaitable[AgentChange]
         if action == "login":
             verb = self.agents.login(agent_id)
         elif action == "ready":
@@ -53,9 +54,9 @@ class FeatureCodes:
         self.background.spawn(self._run(agent_id, action, verb))
 
     @staticmethod
-    async def _run(agent_id: str, action: str, verb) -> None:
+    async def _run(agent_id: str, action: str, verb: Awaitable[AgentChange]) -> None:
         try:
-            change: AgentChange = await verb
+            change = await verb
         except AgentError as exc:
             log.warning("agent %s: feature code %s refused: %s", agent_id, action, exc)
             return

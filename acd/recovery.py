@@ -198,10 +198,9 @@ class Recovery:
         elif repair == AgentRepair.FREE:
             log.warning("agent %s was reserved for %s, which is gone: ready again", agent_id, agent.call)
             self.background.spawn(self.agents.free(agent_id))
-        elif agent.state == AgentState.ON_CALL:
-            log.warning("agent %s was on call %s, which has ended: wrap-up", agent_id, agent.call)
-            self.background.spawn(self.agents.start_wrapup(agent_id))
         else:
+            if agent.state == AgentState.ON_CALL:
+                log.warning("agent %s was on call %s, which has ended: wrap-up", agent_id, agent.call)
             self.background.spawn(self.agents.start_wrapup(agent_id))
 
     async def _answered_unfollowed(self, agent_id: str, uid: str) -> None:
