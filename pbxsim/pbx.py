@@ -10,15 +10,16 @@ import itertools
 import logging
 import re
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
+from . import functions, media  # noqa: F401  (functions registers the dialplan functions)
 from .agi_client import run_fastagi
 from .ami_server import AMIServer, AMIUser, Headers, Reply
 from .channel import HANGUP_CAUSES, Bridge, Channel, ChannelState
 from .dialplan import Dialplan
+from .registry import FUNCTIONS
 from .sounds import SoundLibrary
 from .substitution import ExpressionError, split_args, substitute
 
@@ -315,7 +316,8 @@ class PBX:
     def lookup(self, channel: Optional[Channel], name: str) -> str:
         if "(" in name and name.endswith(")"):
             func, _, arg = name[:-1].partition("(")
-            return self._function(channel, func.upper(), arg)
+            function = FUNCTIONS.get(func.upper())
+            return function.read(self, channel, arg) if function is not None else ""
         if channel is not None and name in channel.variables:
             return channel.variables[name]
         if name in BUILTIN_VARIABLES:
@@ -326,94 +328,12 @@ class PBX:
                         "CONTEXT": channel.context, "PRIORITY": str(channel.priority)}[name]
         return self.globals.get(name, "")
 
-    def _function(self, channel: Optional[Channel], func: str, arg: str) -> str:
-        if func == "CALLERID" and channel is not None:
-            field_name = arg.lower()
-            num = "" if channel.caller_num == "<unknown>" else channel.caller_num
-            name = "" if channel.caller_name == "<unknown>" else channel.caller_name
-            return {"num": num, "name": name, "all": f'"{name}" <{num}>', "ani": num,
-                    "dnid": channel.dnid}.get(field_name, "")
-        if func == "LEN":
-            return str(len(arg))
-        if func == "FILTER":
-            # func_strings FILTER(allowed-chars,string): keeps only the allowed characters.
-            allowed, _, value = arg.partition(",")
-            return "".join(ch for ch in value if ch in allowed)
-        if func == "CHANNEL" and channel is not None:
-            return {"linkedid": channel.linkedid, "name": channel.name, "language": channel.language,
-                    "state": ChannelState.DESC.get(channel.state, "Unknown"),
-                    "endpoint": channel.endpoint if channel.name.startswith("PJSIP/") else ""}.get(arg.lower(), "")
-        return ""
-
     def substitute(self, channel: Optional[Channel], text: str) -> str:
         try:
             return substitute(text, lambda name: self.lookup(channel, name))
         except ExpressionError as exc:
             log.warning("expression error in %r: %s", text, exc)
             return ""
-
-    # ---- waiting ------------------------------------------------------------------------
-    async def wait_interruptible(self, channel: Channel, seconds: Optional[float]) -> bool:
-        """Wait; True if a hang-up or redirect cut the wait short."""
-        if not channel.alive or channel.redirect_to is not None:
-            return True
-        try:
-            await asyncio.wait_for(channel.interrupt.wait(), seconds)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def play(self, channel: Channel, name: str, escape: str = "") -> tuple[str, int]:
-        """Play a file: ('ok'|'missing'|'hangup'|digit, endpos in 8 kHz samples)."""
-        length = self.sounds.duration(name, channel.language)
-        if length is None:
-            log.warning("%s: file %s does not exist in any format", channel.name, name)
-            return "missing", 0
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = start + length
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "ok", int(length * self.speed * 8000)
-            digit_task = asyncio.ensure_future(channel.dtmf.get()) if escape else None
-            waiters = {asyncio.ensure_future(channel.interrupt.wait())}
-            if digit_task:
-                waiters.add(digit_task)
-            done, pending = await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            played = int((loop.time() - start) * self.speed * 8000)
-            if digit_task is not None and digit_task in done:
-                digit = digit_task.result()
-                if digit in escape:
-                    return digit, played
-                continue
-            if done:
-                return "hangup", played
-
-    async def read_digits(self, channel: Channel, first_timeout: float, max_digits: int,
-                          inter_timeout: Optional[float] = None) -> tuple[str, bool]:
-        """Collect DTMF like ast_app_getdata: (digits, timed_out). '#' ends the input."""
-        digits = ""
-        timeout = first_timeout
-        while len(digits) < max_digits:
-            get = asyncio.ensure_future(channel.dtmf.get())
-            stop = asyncio.ensure_future(channel.interrupt.wait())
-            done, pending = await asyncio.wait({get, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if get in done:
-                digit = get.result()
-                if digit == "#":
-                    return digits, False
-                digits += digit
-                timeout = inter_timeout if inter_timeout is not None else first_timeout
-                continue
-            if stop in done:
-                return digits, False
-            return digits, True
-        return digits, False
 
     # ---- AGI commands -------------------------------------------------------------------
     async def agi_command(self, channel: Channel, command: str, args: list[str]) -> str:
@@ -476,7 +396,7 @@ class PBX:
             await app(channel, ",".join(args[1:]) if len(args) > 2 else (args[1] if len(args) > 1 else ""))
             return "200 result=0\n"
         if command in ("STREAM FILE", "CONTROL STREAM FILE"):
-            outcome, endpos = await self.play(channel, args[0], args[1] if len(args) > 1 else "")
+            outcome, endpos = await media.play(self, channel, args[0], args[1] if len(args) > 1 else "")
             if outcome == "missing":
                 return "200 result=-1 endpos=0\n"
             if command == "STREAM FILE":
@@ -488,7 +408,7 @@ class PBX:
                 return f"200 result=0 endpos={endpos if command == 'STREAM FILE' else -1}\n"
             return f"200 result={ord(outcome)} endpos={endpos}\n"
         if command == "GET OPTION":
-            outcome, endpos = await self.play(channel, args[0], args[1])
+            outcome, endpos = await media.play(self, channel, args[0], args[1])
             if outcome in ("missing",):
                 return "200 result=-1 endpos=0\n"
             if outcome == "hangup":
@@ -496,7 +416,7 @@ class PBX:
             if outcome != "ok":
                 return f"200 result={ord(outcome)} endpos={endpos}\n"
             timeout = float(args[2]) / 1000 if len(args) > 2 else 5.0
-            digits, timed_out = await self.read_digits(channel, timeout, 1)
+            digits, timed_out = await media.read_digits(channel, timeout, 1)
             if not channel.alive:
                 return "200 result=-1 endpos=0\n"
             if digits and digits in args[1]:
@@ -504,7 +424,7 @@ class PBX:
             return f"200 result=0 endpos={endpos}\n"
         if command == "WAIT FOR DIGIT":
             ms = float(args[0])
-            digits, timed_out = await self.read_digits(channel, None if ms < 0 else ms / 1000, 1)
+            digits, timed_out = await media.read_digits(channel, None if ms < 0 else ms / 1000, 1)
             if not channel.alive:
                 return "200 result=-1\n"
             return f"200 result={ord(digits)}\n" if digits else "200 result=0\n"
@@ -513,7 +433,7 @@ class PBX:
         if command in ("SAY DIGITS", "SAY NUMBER"):
             # Each digit is one short file (digits/N) of about 0.6 s.
             text = args[0]
-            if await self.wait_interruptible(channel, 0.6 * len(text) / self.speed):
+            if await media.wait(channel, 0.6 * len(text) / self.speed):
                 return "200 result=-1\n"
             return "200 result=0\n"
         if command == "RECORD FILE":
@@ -524,7 +444,7 @@ class PBX:
         timeout = float(args[1]) / 1000 if len(args) > 1 and args[1] else 6.0
         max_digits = int(args[2]) if len(args) > 2 and args[2] else 1024
         # The prompt is interruptible by any digit; a digit keyed during it starts the input.
-        outcome, _ = await self.play(channel, args[0], "0123456789*#")
+        outcome, _ = await media.play(self, channel, args[0], "0123456789*#")
         if outcome == "hangup" or not channel.alive:
             return "200 result=-1\n"
         digits = ""
@@ -533,7 +453,7 @@ class PBX:
                 return "200 result=\n"
             digits = outcome
         if len(digits) < max_digits:
-            more, timed_out = await self.read_digits(channel, timeout, max_digits - len(digits))
+            more, timed_out = await media.read_digits(channel, timeout, max_digits - len(digits))
             if not channel.alive:
                 return "200 result=-1\n"
             digits += more
@@ -553,27 +473,14 @@ class PBX:
             if option.startswith("s=") and option[2:].isdigit() and int(option[2:]) > 0:
                 timeout = min(timeout, float(option[2:])) if timeout is not None else float(option[2:])
         start = time.time()
-        digits, _ = await self.read_digits(channel, timeout, 1) if escape else ("", True)
+        digits, _ = await media.read_digits(channel, timeout, 1) if escape else ("", True)
         seconds = time.time() - start
-        self._write_wav(Path(args[0] + "." + args[1]) if self.recordings_dir else None, seconds)
+        media.write_wav(self.recordings_dir, Path(args[0] + "." + args[1]) if self.recordings_dir else None, seconds)
         if not channel.alive:
             return "200 result=-1 (hangup) endpos=%d\n" % int(seconds * 8000)
         if digits:
             return f"200 result={ord(digits)} (dtmf) endpos={int(seconds * 8000)}\n"
         return f"200 result=0 (timeout) endpos={int(seconds * 8000)}\n"
-
-    def _write_wav(self, relative: Optional[Path], seconds: float) -> None:
-        # The simulator carries no audio: like a recording of a SIPp call, a valid empty WAV.
-        if relative is None or self.recordings_dir is None:
-            return
-        path = self.recordings_dir / relative
-        if ".." in path.relative_to(self.recordings_dir).parts:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(8000)
 
     # ---- dialplan applications ----------------------------------------------------------
     async def _answer(self, channel: Channel) -> None:
@@ -590,7 +497,7 @@ class PBX:
         await self._answer(channel)
         if not was_up:
             # chan_pjsip waits for media after answering: the recording shows 500 ms.
-            await self.wait_interruptible(channel, 0.5 / self.speed)
+            await media.wait(channel, 0.5 / self.speed)
         return NEXT
 
     async def _app_set(self, channel: Channel, data: str) -> Optional[str]:
@@ -648,18 +555,18 @@ class PBX:
             seconds = float(data or 0)
         except ValueError:
             seconds = 0
-        await self.wait_interruptible(channel, seconds / self.speed)
+        await media.wait(channel, seconds / self.speed)
         return NEXT
 
     async def _app_echo(self, channel: Channel, data: str) -> Optional[str]:
-        await self.wait_interruptible(channel, None)
+        await media.wait(channel, None)
         return NEXT
 
     async def _app_playback(self, channel: Channel, data: str) -> Optional[str]:
         args = split_args(data)
         status = "SUCCESS"
         for name in args[0].split("&"):
-            outcome, _ = await self.play(channel, name)
+            outcome, _ = await media.play(self, channel, name)
             if outcome == "missing":
                 status = "FAILED"
             if outcome == "hangup":
@@ -672,7 +579,7 @@ class PBX:
         moh_class = args[0] or "default"
         duration = float(args[1]) / self.speed if len(args) > 1 and args[1].strip() else None
         self.channel_event(channel, "MusicOnHoldStart", "call,all", [("Class", moh_class)])
-        await self.wait_interruptible(channel, duration)
+        await media.wait(channel, duration)
         if channel.alive:
             self.channel_event(channel, "MusicOnHoldStop", "call,all")
         return NEXT
@@ -706,7 +613,7 @@ class PBX:
         channel.mixmonitors += 1
         self.set_variable(channel, "MIXMONITOR_FILENAME", args[0])
         self.channel_event(channel, "MixMonitorStart", "call,all")
-        self._write_wav(Path(args[0]), 0)
+        media.write_wav(self.recordings_dir, Path(args[0]), 0)
         return NEXT
 
     async def _app_stopmixmonitor(self, channel: Channel, data: str) -> Optional[str]:
