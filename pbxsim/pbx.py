@@ -10,18 +10,19 @@ import itertools
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Optional
 
-from . import functions, media  # noqa: F401  (functions registers the dialplan functions)
-from .agi_client import run_fastagi
+# The modules that register dialplan functions and applications, imported for that (like
+# the modules Asterisk loads at start); they import nothing of this module at run time.
+from . import app_dial, apps, functions, media  # noqa: F401
 from .ami_server import AMIServer, AMIUser, Headers, Reply
 from .channel import HANGUP_CAUSES, Bridge, Channel, ChannelState
 from .dialplan import Dialplan
-from .registry import FUNCTIONS
+from .endpoints import ChannelListener, Endpoint, IncomingCall, Phone
+from .registry import FUNCTIONS, JUMPED, STOP, find_application
 from .sounds import SoundLibrary
-from .substitution import ExpressionError, split_args, substitute
+from .substitution import ExpressionError, substitute
 
 __all__ = ["PBX", "Endpoint", "IncomingCall", "Phone", "ChannelListener"]
 
@@ -30,59 +31,8 @@ log = logging.getLogger(__name__)
 # Variables Asterisk computes from the channel rather than stores.
 BUILTIN_VARIABLES = frozenset({"CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH"})
 
-# What an application returns to the channel loop.
-NEXT, JUMPED, STOP = None, "jumped", "stop"
-
 # "core show version", in Asterisk's format (the build host says it is the simulator).
 VERSION_LINE = "Asterisk 22.10.1 built by pbxsim @ pbxsim on a x86_64 running Linux on 2026-11-22 03:26:14 UTC"
-
-
-class Phone(Protocol):
-    """A SIP phone behind an endpoint (the simulated agents implement this)."""
-
-    def ring(self, call: "IncomingCall") -> None: ...
-
-
-class ChannelListener(Protocol):
-    """Told what happens to a channel (the simulated callers implement this)."""
-
-    def on_channel_event(self, channel: Channel, event: str, headers: Headers) -> None: ...
-
-
-@dataclass
-class Endpoint:
-    name: str
-    context: str
-    callerid_num: str = ""
-    callerid_name: str = ""
-    phone: Optional[Phone] = None
-
-    @property
-    def registered(self) -> bool:
-        return self.phone is not None
-
-
-@dataclass(eq=False)
-class IncomingCall:
-    """An offered call on a phone: the phone answers, rejects, or hangs up later."""
-
-    pbx: "PBX"
-    channel: Channel                  # the phone's leg
-    caller: Channel
-    result: "asyncio.Future[str]" = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def answer(self) -> None:
-        if not self.result.done():
-            self.result.set_result("ANSWER")
-
-    def reject(self, busy: bool = True) -> None:
-        if not self.result.done():
-            self.result.set_result("BUSY" if busy else "CONGESTION")
-
-    def hangup(self) -> None:
-        """The phone hangs up (SIP BYE) after answering."""
-        self.pbx.remote_hangup(self.channel)
 
 
 class PBX:
@@ -113,14 +63,6 @@ class PBX:
             "hangup": self._ami_hangup, "originate": self._ami_originate, "command": self._ami_command,
             "mixmonitor": self._ami_mixmonitor, "stopmixmonitor": self._ami_stopmixmonitor,
             "userevent": self._ami_userevent, "queuestatus": self._ami_queuestatus,
-        }
-        self.apps: dict[str, Callable[[Channel, str], Awaitable[Optional[str]]]] = {
-            "noop": self._app_noop, "answer": self._app_answer, "set": self._app_set,
-            "goto": self._app_goto, "gotoif": self._app_gotoif, "hangup": self._app_hangup,
-            "wait": self._app_wait, "playback": self._app_playback, "musiconhold": self._app_musiconhold,
-            "userevent": self._app_userevent, "agi": self._app_agi, "dial": self._app_dial,
-            "mixmonitor": self._app_mixmonitor, "stopmixmonitor": self._app_stopmixmonitor,
-            "echo": self._app_echo, "verbose": self._app_noop, "log": self._app_noop,
         }
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -168,6 +110,12 @@ class PBX:
         if channel.state != state:
             channel.state = state
             self.channel_event(channel, "Newstate", "call,all")
+
+    def answer(self, channel: Channel) -> None:
+        if channel.state != ChannelState.UP:
+            self.set_state(channel, ChannelState.UP)
+            if channel.endpoint:
+                self.device_state(channel, "INUSE")
 
     def set_variable(self, channel: Optional[Channel], name: str, value: str) -> None:
         bare = name.lstrip("_")
@@ -236,7 +184,7 @@ class PBX:
                            [("Digit", digit), ("DurationMs", str(duration_ms)), ("Direction", "Received")])
         channel.dtmf.put_nowait(digit)
 
-    def _finish(self, channel: Channel) -> None:
+    def finish_channel(self, channel: Channel) -> None:
         if channel.hangup_cause is None:
             channel.hangup_cause = 16
         cause = channel.hangup_cause
@@ -267,7 +215,7 @@ class PBX:
             # before the h extension, whatever ended it (01, 02b, 03b).
             self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "16")])
             await self._run_h_extension(channel)
-            self._finish(channel)
+            self.finish_channel(channel)
 
     async def _execute(self, channel: Channel) -> None:
         while channel.alive:
@@ -284,11 +232,11 @@ class PBX:
             channel.application, channel.app_data = step.app, data
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", channel.exten), ("Application", step.app), ("AppData", data)])
-            app = self.apps.get(step.app.lower())
+            app = find_application(step.app)
             if app is None:
                 log.warning("%s: no application %r in the simulator, hanging up", channel.name, step.app)
                 return
-            result = await app(channel, data)
+            result = await app.execute(self, channel, data)
             if result == STOP or not channel.alive:
                 return
             if channel.redirect_to is not None or result == JUMPED:
@@ -308,8 +256,9 @@ class PBX:
             data = self.substitute(channel, step.data)
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", "h"), ("Application", step.app), ("AppData", data)])
-            if step.app.lower() in ("noop", "verbose", "log", "set", "userevent"):
-                await self.apps[step.app.lower()](channel, data)
+            app = find_application(step.app)
+            if app is not None and app.after_hangup:
+                await app.execute(self, channel, data)
             channel.priority += 1
 
     # ---- substitution -------------------------------------------------------------------
@@ -338,7 +287,7 @@ class PBX:
     # ---- AGI commands -------------------------------------------------------------------
     async def agi_command(self, channel: Channel, command: str, args: list[str]) -> str:
         if command == "ANSWER":
-            await self._answer(channel)
+            self.answer(channel)
             return "200 result=0\n"
         if command == "HANGUP":
             self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "32")])
@@ -390,10 +339,10 @@ class PBX:
         if command == "DATABASE DEL":
             return "200 result=1\n" if self.astdb.pop((args[0], args[1]), None) is not None else "200 result=0\n"
         if command == "EXEC":
-            app = self.apps.get(args[0].lower())
+            app = find_application(args[0])
             if app is None:
                 return "200 result=-2\n"
-            await app(channel, ",".join(args[1:]) if len(args) > 2 else (args[1] if len(args) > 1 else ""))
+            await app.execute(self, channel, ",".join(args[1:]) if len(args) > 2 else (args[1] if len(args) > 1 else ""))
             return "200 result=0\n"
         if command in ("STREAM FILE", "CONTROL STREAM FILE"):
             outcome, endpos = await media.play(self, channel, args[0], args[1] if len(args) > 1 else "")
@@ -482,239 +431,17 @@ class PBX:
             return f"200 result={ord(digits)} (dtmf) endpos={int(seconds * 8000)}\n"
         return f"200 result=0 (timeout) endpos={int(seconds * 8000)}\n"
 
-    # ---- dialplan applications ----------------------------------------------------------
-    async def _answer(self, channel: Channel) -> None:
-        if channel.state != ChannelState.UP:
-            self.set_state(channel, ChannelState.UP)
-            if channel.endpoint:
-                self.device_state(channel, "INUSE")
+    def bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.channels.append(channel)
+        channel.bridge = bridge
+        self.bridge_event(channel, "BridgeEnter", bridge)
 
-    async def _app_noop(self, channel: Channel, data: str) -> None:
-        return NEXT
+    def bridge_leave(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.channels.remove(channel)
+        channel.bridge = None
+        self.bridge_event(channel, "BridgeLeave", bridge)
 
-    async def _app_answer(self, channel: Channel, data: str) -> Optional[str]:
-        was_up = channel.state == ChannelState.UP
-        await self._answer(channel)
-        if not was_up:
-            # chan_pjsip waits for media after answering: the recording shows 500 ms.
-            await media.wait(channel, 0.5 / self.speed)
-        return NEXT
-
-    async def _app_set(self, channel: Channel, data: str) -> Optional[str]:
-        name, sep, value = data.partition("=")
-        if not sep:
-            return NEXT
-        name = name.strip()
-        if name.upper().startswith("CDR("):
-            return NEXT
-        if name.upper().startswith("CALLERID("):
-            part = name[9:-1].lower()
-            if part == "num":
-                channel.caller_num = value
-            elif part == "name":
-                channel.caller_name = value
-            return NEXT
-        self.set_variable(channel, name, value)
-        return NEXT
-
-    def _goto(self, channel: Channel, target: str) -> Optional[str]:
-        parts = [p.strip() for p in split_args(target)]
-        if len(parts) == 1:
-            context, exten, priority = channel.context, channel.exten, parts[0]
-        elif len(parts) == 2:
-            context, exten, priority = channel.context, parts[0], parts[1]
-        else:
-            context, exten, priority = parts[0], parts[1], parts[2]
-        number = self.dialplan.resolve_priority(context, exten, priority)
-        if number is None:
-            log.warning("%s: Goto(%s) to a priority that does not exist", channel.name, target)
-            channel.hangup_cause = channel.hangup_cause or 16
-            return STOP
-        channel.context, channel.exten, channel.priority = context, exten, number
-        return JUMPED
-
-    async def _app_goto(self, channel: Channel, data: str) -> Optional[str]:
-        return self._goto(channel, data)
-
-    async def _app_gotoif(self, channel: Channel, data: str) -> Optional[str]:
-        condition, _, targets = data.partition("?")
-        true_target, _, false_target = targets.partition(":")
-        truthy = condition.strip() not in ("", "0")
-        target = true_target if truthy else false_target
-        if not target.strip():
-            return NEXT
-        return self._goto(channel, target)
-
-    async def _app_hangup(self, channel: Channel, data: str) -> Optional[str]:
-        cause = int(data) if data.strip().isdigit() else 16
-        channel.hangup_cause = cause
-        return STOP
-
-    async def _app_wait(self, channel: Channel, data: str) -> Optional[str]:
-        try:
-            seconds = float(data or 0)
-        except ValueError:
-            seconds = 0
-        await media.wait(channel, seconds / self.speed)
-        return NEXT
-
-    async def _app_echo(self, channel: Channel, data: str) -> Optional[str]:
-        await media.wait(channel, None)
-        return NEXT
-
-    async def _app_playback(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        status = "SUCCESS"
-        for name in args[0].split("&"):
-            outcome, _ = await media.play(self, channel, name)
-            if outcome == "missing":
-                status = "FAILED"
-            if outcome == "hangup":
-                break
-        channel.variables["PLAYBACKSTATUS"] = status
-        return NEXT
-
-    async def _app_musiconhold(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        moh_class = args[0] or "default"
-        duration = float(args[1]) / self.speed if len(args) > 1 and args[1].strip() else None
-        self.channel_event(channel, "MusicOnHoldStart", "call,all", [("Class", moh_class)])
-        await media.wait(channel, duration)
-        if channel.alive:
-            self.channel_event(channel, "MusicOnHoldStop", "call,all")
-        return NEXT
-
-    async def _app_userevent(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        name, body = args[0], args[1:]
-        headers: Headers = [("UserEvent", name)]
-        for item in body:
-            # app_userevent: "key: value" pairs; an item without ':' is dropped.
-            key, sep, value = item.partition(":")
-            if sep:
-                headers.append((key.strip(), value.strip()))
-        self.channel_event(channel, "UserEvent", "user,all", headers)
-        return NEXT
-
-    async def _app_agi(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        url = args[0]
-        if not url.startswith("agi://"):
-            self.set_variable(channel, "AGISTATUS", "FAILURE")
-            return NEXT
-        status = await run_fastagi(self, channel, url, args[1:])
-        self.set_variable(channel, "AGISTATUS", status)
-        if status == "HANGUP" or not channel.alive:
-            return STOP
-        return NEXT
-
-    async def _app_mixmonitor(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        channel.mixmonitors += 1
-        self.set_variable(channel, "MIXMONITOR_FILENAME", args[0])
-        self.channel_event(channel, "MixMonitorStart", "call,all")
-        media.write_wav(self.recordings_dir, Path(args[0]), 0)
-        return NEXT
-
-    async def _app_stopmixmonitor(self, channel: Channel, data: str) -> Optional[str]:
-        if channel.mixmonitors:
-            channel.mixmonitors -= 1
-            self.channel_event(channel, "MixMonitorStop", "call,all")
-        return NEXT
-
-    async def _app_dial(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        target = args[0].split("&")[0]
-        timeout = float(args[1]) / self.speed if len(args) > 1 and args[1].strip() else None
-        options = args[2] if len(args) > 2 else ""
-        tech, _, resource = target.partition("/")
-        endpoint = self.endpoints.get(resource) if tech.upper() == "PJSIP" else None
-        if endpoint is None or not endpoint.registered:
-            channel.variables["DIALSTATUS"] = "CHANUNAVAIL"
-            return NEXT
-        peer = self.new_channel(
-            "PJSIP", resource, endpoint.context, "s", caller_num=endpoint.callerid_num,
-            caller_name=endpoint.callerid_name, linkedid=channel.linkedid)
-        for name in filter(None, channel.variables.get("__inherit__", "").split(",")):
-            peer.variables[name] = channel.variables.get(name, "")
-        peer.connected_num, peer.connected_name = channel.caller_num, channel.caller_name
-        channel.peer, peer.peer = peer, channel
-        self.channel_event(channel, "DialBegin", "call,all", [*peer.snapshot("Dest"), ("DialString", target)])
-        channel.connected_num, channel.connected_name = peer.caller_num, peer.caller_name
-        self.channel_event(channel, "NewConnectedLine", "call,all")
-        call = IncomingCall(self, peer, channel)
-        peer.exten = channel.exten
-        self.set_state(peer, ChannelState.RINGING)
-        # The outgoing leg's own events while it rings, as in 01 (there AppQueue; Dial is AppDial).
-        self.channel_event(peer, "Newexten", "dialplan,all",
-                           [("Extension", peer.exten), ("Application", "AppDial"), ("AppData", "(Outgoing Line)")])
-        self.channel_event(peer, "NewConnectedLine", "call,all")
-        self.channel_event(channel, "DialState", "call,all", [*peer.snapshot("Dest"), ("DialStatus", "RINGING")])
-        self.device_state(peer, "RINGING")
-        endpoint.phone.ring(call)
-        status = await self._wait_dial(channel, call, timeout)
-        self.channel_event(channel, "DialEnd", "call,all", [*peer.snapshot("Dest"), ("DialStatus", status)])
-        channel.variables["DIALSTATUS"] = status
-        if status != "ANSWER":
-            peer.hangup_cause = {"NOANSWER": 19, "BUSY": 17, "CANCEL": 26}.get(status, 34)
-            call.ended.set()
-            self._finish(peer)
-            channel.peer = None
-            return STOP if status == "CANCEL" else NEXT
-        return await self._bridge(channel, peer, call, options)
-
-    async def _wait_dial(self, channel: Channel, call: IncomingCall, timeout: Optional[float]) -> str:
-        stop = asyncio.ensure_future(channel.interrupt.wait())
-        try:
-            done, _ = await asyncio.wait({call.result, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not channel.alive:
-            return "CANCEL"
-        if call.result in done:
-            result = call.result.result()
-            if result == "ANSWER":
-                self.set_state(call.channel, ChannelState.UP)
-            return result
-        if channel.redirect_to is not None:
-            return "CANCEL"
-        call.result.cancel()
-        return "NOANSWER"
-
-    async def _bridge(self, channel: Channel, peer: Channel, call: IncomingCall, options: str) -> Optional[str]:
-        self.device_state(peer, "INUSE")
-        bridge = Bridge()
-        self.emit("BridgeCreate", "call,all", bridge.headers())
-        for member in (peer, channel):
-            bridge.channels.append(member)
-            member.bridge = bridge
-            self._bridge_event(member, "BridgeEnter", bridge)
-        # Talk until one side hangs up.
-        first = asyncio.ensure_future(channel.interrupt.wait())
-        second = asyncio.ensure_future(peer.interrupt.wait())
-        await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
-        first.cancel()
-        second.cancel()
-        order = (channel, peer) if not channel.alive else (peer, channel)
-        for member in order:
-            bridge.channels.remove(member)
-            member.bridge = None
-            self._bridge_event(member, "BridgeLeave", bridge)
-        self.emit("BridgeDestroy", "call,all", bridge.headers())
-        caller_hung_up = not channel.alive
-        if peer.alive:
-            peer.hangup_cause = 16
-        call.ended.set()
-        self._finish(peer)
-        channel.peer = None
-        if caller_hung_up or channel.redirect_to is not None:
-            return STOP if caller_hung_up else NEXT
-        if "g" in options:
-            return NEXT
-        channel.hangup_cause = 16
-        return STOP
-
-    def _bridge_event(self, channel: Channel, event: str, bridge: Bridge) -> None:
+    def bridge_event(self, channel: Channel, event: str, bridge: Bridge) -> None:
         headers = [*bridge.headers(), *channel.snapshot()]
         self.ami.broadcast(event, "call,all", headers)
         listener = channel.listener
@@ -859,7 +586,7 @@ class PBX:
         channel = self._channel_or_error(reply, fields)
         if channel is None:
             return
-        await self._app_mixmonitor(channel, fields.get("file", f"{channel.uniqueid}.wav"))
+        await apps.mixmonitor(self, channel, fields.get("file", f"{channel.uniqueid}.wav"))
         reply.success()
 
     async def _ami_stopmixmonitor(self, reply: Reply, fields: dict, raw: Headers) -> None:
@@ -869,7 +596,7 @@ class PBX:
         if not channel.mixmonitors:
             reply.error("Could not stop monitoring channel")
             return
-        await self._app_stopmixmonitor(channel, "")
+        await apps.stopmixmonitor(self, channel, "")
         reply.success()
 
     async def _ami_userevent(self, reply: Reply, fields: dict, raw: Headers) -> None:
@@ -946,7 +673,7 @@ class PBX:
                     result = "NOANSWER"
                 if result != "ANSWER":
                     channel.hangup_cause = 19
-                    self._finish(channel)
+                    self.finish_channel(channel)
                     return None
                 self.set_state(channel, ChannelState.UP)
                 channel.task = self.spawn(self._run_originated(channel, app, app_data, context, exten, priority))
@@ -994,15 +721,15 @@ class PBX:
     async def _run_originated(self, channel: Channel, app: Optional[str], app_data: str,
                               context: str, exten: str, priority: str) -> None:
         if app:
-            handler = self.apps.get(app.lower())
+            application = find_application(app)
             try:
-                if handler is not None:
+                if application is not None:
                     channel.application, channel.app_data = app, app_data
-                    await handler(channel, app_data)
+                    await application.execute(self, channel, app_data)
             finally:
                 if channel.alive:
                     channel.hangup_cause = 16
-                self._finish(channel)
+                self.finish_channel(channel)
             return
         number = self.dialplan.resolve_priority(context, exten, priority) or 1
         channel.context, channel.exten, channel.priority = context, exten, number

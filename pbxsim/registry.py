@@ -1,8 +1,10 @@
 """The registries the simulated PBX's modules fill when they are imported, as Asterisk's do.
 
-Asterisk's ``func_*.c`` register dialplan functions (``ast_custom_function_register``).
-Here each handler module decorates its functions::
+Asterisk's ``app_*.c`` register dialplan applications (``ast_register_application``) and
+``func_*.c`` dialplan functions (``ast_custom_function_register``). Here each handler
+module decorates its functions::
 
+    @application("Answer")                        pbxsim/apps.py, pbxsim/app_dial.py
     @dialplan_function("CALLERID")                pbxsim/functions.py
 
 Every handler gets the PBX as its first argument. This module imports none of the
@@ -12,13 +14,50 @@ the handler modules and looks their handlers up here, so imports point one way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 if TYPE_CHECKING:
     from .channel import Channel
     from .pbx import PBX
 
-__all__ = ["FUNCTIONS", "DialplanFunction", "dialplan_function"]
+__all__ = ["APPLICATIONS", "FUNCTIONS", "JUMPED", "NEXT", "STOP", "AppResult", "Application",
+           "DialplanFunction", "application", "dialplan_function", "find_application"]
+
+
+# ---- dialplan applications ---------------------------------------------------------------
+# What an application returns to the channel loop: go on with the next priority, carry on
+# where it jumped to (Goto), or end the channel's dialplan.
+AppResult = Optional[str]
+NEXT: AppResult = None
+JUMPED: AppResult = "jumped"
+STOP: AppResult = "stop"
+
+AppHandler = Callable[["PBX", "Channel", str], Awaitable[AppResult]]
+
+
+@dataclass(frozen=True)
+class Application:
+    name: str
+    execute: AppHandler
+    # Also run in the h extension, on the hung-up channel; the simulator only announces the
+    # others there (Newexten) without running them.
+    after_hangup: bool = False
+
+
+# By lower-case name: the dialplan may spell an application in any case.
+APPLICATIONS: dict[str, Application] = {}
+
+
+def application(name: str, *, after_hangup: bool = False) -> Callable[[AppHandler], AppHandler]:
+    """Register a dialplan application; the handler gets (pbx, channel, substituted data)."""
+    def register(execute: AppHandler) -> AppHandler:
+        APPLICATIONS[name.lower()] = Application(name, execute, after_hangup)
+        return execute
+    return register
+
+
+def find_application(name: str) -> Optional[Application]:
+    return APPLICATIONS.get(name.lower())
 
 
 # ---- dialplan functions (${NAME(arg)}) ---------------------------------------------------
