@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
-# The modules that register dialplan functions and applications, imported for that (like
-# the modules Asterisk loads at start); they import nothing of this module at run time.
-from . import app_dial, apps, functions, media  # noqa: F401
+# The modules that register dialplan functions, applications and AGI commands, imported for
+# that (like the modules Asterisk loads at start); they import nothing of this module at run time.
+from . import agi_commands, app_dial, apps, functions  # noqa: F401
 from .ami_server import AMIServer, AMIUser, Headers, Reply
-from .channel import HANGUP_CAUSES, Bridge, Channel, ChannelState
+from .channel import BUILTIN_VARIABLES, HANGUP_CAUSES, Bridge, Channel, ChannelState
 from .dialplan import Dialplan
 from .endpoints import ChannelListener, Endpoint, IncomingCall, Phone
 from .registry import FUNCTIONS, JUMPED, STOP, find_application
@@ -27,9 +27,6 @@ from .substitution import ExpressionError, substitute
 __all__ = ["PBX", "Endpoint", "IncomingCall", "Phone", "ChannelListener"]
 
 log = logging.getLogger(__name__)
-
-# Variables Asterisk computes from the channel rather than stores.
-BUILTIN_VARIABLES = frozenset({"CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH"})
 
 # "core show version", in Asterisk's format (the build host says it is the simulator).
 VERSION_LINE = "Asterisk 22.10.1 built by pbxsim @ pbxsim on a x86_64 running Linux on 2026-11-22 03:26:14 UTC"
@@ -283,153 +280,6 @@ class PBX:
         except ExpressionError as exc:
             log.warning("expression error in %r: %s", text, exc)
             return ""
-
-    # ---- AGI commands -------------------------------------------------------------------
-    async def agi_command(self, channel: Channel, command: str, args: list[str]) -> str:
-        if command == "ANSWER":
-            self.answer(channel)
-            return "200 result=0\n"
-        if command == "HANGUP":
-            self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "32")])
-            self.hangup_channel(channel, 0, soft=True)
-            return "200 result=1\n"
-        if command == "NOOP":
-            return "200 result=0\n"
-        if command == "VERBOSE":
-            return "200 result=1\n"
-        if command == "CHANNEL STATUS":
-            return f"200 result={channel.state}\n"
-        if command == "SET VARIABLE":
-            if args[0].upper() == "CHANNEL(LANGUAGE)":
-                # A dialplan function: written by func_channel, no VarSet event (pbx_builtin_setvar_helper).
-                channel.language = args[1]
-                return "200 result=1\n"
-            self.set_variable(channel, args[0], args[1])
-            return "200 result=1\n"
-        if command in ("GET VARIABLE", "GET FULL VARIABLE"):
-            if command == "GET FULL VARIABLE":
-                value = self.substitute(channel, args[0])
-                return f"200 result=1 ({value})\n"
-            name = args[0]
-            value = self.lookup(channel, name)
-            known = name in channel.variables or name in self.globals or "(" in name or name in BUILTIN_VARIABLES
-            return f"200 result=1 ({value})\n" if known else "200 result=0\n"
-        if command == "SET CALLERID":
-            # Only the first argument counts: 'SET CALLERID "IVR Test" <5551234>' sets the name
-            # "IVR Test" and no number (the recorded NewCallerid says CallerIDNum <unknown>).
-            match = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>\s*$', args[0])
-            if match:
-                name, num = match.group(1).strip(), match.group(2).strip()
-            elif re.fullmatch(r"[0-9+*#()\- .]+", args[0].strip()):
-                name, num = "", args[0].strip()
-            else:
-                name, num = args[0].strip(), ""
-            channel.caller_name, channel.caller_num = name or "<unknown>", num or "<unknown>"
-            self.channel_event(channel, "NewCallerid", "call,all",
-                               [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
-            return "200 result=1\n"
-        if command == "SET MUSIC":
-            return "200 result=0\n"
-        if command == "DATABASE PUT":
-            self.astdb[(args[0], args[1])] = args[2]
-            return "200 result=1\n"
-        if command == "DATABASE GET":
-            value = self.astdb.get((args[0], args[1]))
-            return f"200 result=1 ({value})\n" if value is not None else "200 result=0\n"
-        if command == "DATABASE DEL":
-            return "200 result=1\n" if self.astdb.pop((args[0], args[1]), None) is not None else "200 result=0\n"
-        if command == "EXEC":
-            app = find_application(args[0])
-            if app is None:
-                return "200 result=-2\n"
-            await app.execute(self, channel, ",".join(args[1:]) if len(args) > 2 else (args[1] if len(args) > 1 else ""))
-            return "200 result=0\n"
-        if command in ("STREAM FILE", "CONTROL STREAM FILE"):
-            outcome, endpos = await media.play(self, channel, args[0], args[1] if len(args) > 1 else "")
-            if outcome == "missing":
-                return "200 result=-1 endpos=0\n"
-            if command == "STREAM FILE":
-                # res_agi: PLAYBACKSTATUS is SUCCESS only when the file played to its end (01, 03b).
-                self.set_variable(channel, "PLAYBACKSTATUS", "SUCCESS" if outcome == "ok" else "FAILED")
-            if outcome == "hangup":
-                return f"200 result=-1 endpos={endpos}\n"
-            if outcome == "ok":
-                return f"200 result=0 endpos={endpos if command == 'STREAM FILE' else -1}\n"
-            return f"200 result={ord(outcome)} endpos={endpos}\n"
-        if command == "GET OPTION":
-            outcome, endpos = await media.play(self, channel, args[0], args[1])
-            if outcome in ("missing",):
-                return "200 result=-1 endpos=0\n"
-            if outcome == "hangup":
-                return f"200 result=-1 endpos={endpos}\n"
-            if outcome != "ok":
-                return f"200 result={ord(outcome)} endpos={endpos}\n"
-            timeout = float(args[2]) / 1000 if len(args) > 2 else 5.0
-            digits, timed_out = await media.read_digits(channel, timeout, 1)
-            if not channel.alive:
-                return "200 result=-1 endpos=0\n"
-            if digits and digits in args[1]:
-                return f"200 result={ord(digits)} endpos={endpos}\n"
-            return f"200 result=0 endpos={endpos}\n"
-        if command == "WAIT FOR DIGIT":
-            ms = float(args[0])
-            digits, timed_out = await media.read_digits(channel, None if ms < 0 else ms / 1000, 1)
-            if not channel.alive:
-                return "200 result=-1\n"
-            return f"200 result={ord(digits)}\n" if digits else "200 result=0\n"
-        if command == "GET DATA":
-            return await self._agi_get_data(channel, args)
-        if command in ("SAY DIGITS", "SAY NUMBER"):
-            # Each digit is one short file (digits/N) of about 0.6 s.
-            text = args[0]
-            if await media.wait(channel, 0.6 * len(text) / self.speed):
-                return "200 result=-1\n"
-            return "200 result=0\n"
-        if command == "RECORD FILE":
-            return await self._agi_record_file(channel, args)
-        return "510 Invalid or unknown command\n"
-
-    async def _agi_get_data(self, channel: Channel, args: list[str]) -> str:
-        timeout = float(args[1]) / 1000 if len(args) > 1 and args[1] else 6.0
-        max_digits = int(args[2]) if len(args) > 2 and args[2] else 1024
-        # The prompt is interruptible by any digit; a digit keyed during it starts the input.
-        outcome, _ = await media.play(self, channel, args[0], "0123456789*#")
-        if outcome == "hangup" or not channel.alive:
-            return "200 result=-1\n"
-        digits = ""
-        if outcome not in ("ok", "missing"):
-            if outcome == "#":
-                return "200 result=\n"
-            digits = outcome
-        if len(digits) < max_digits:
-            more, timed_out = await media.read_digits(channel, timeout, max_digits - len(digits))
-            if not channel.alive:
-                return "200 result=-1\n"
-            digits += more
-            if timed_out and not digits:
-                return "200 result= (timeout)\n"
-            if timed_out:
-                return f"200 result={digits} (timeout)\n"
-        return f"200 result={digits}\n"
-
-    async def _agi_record_file(self, channel: Channel, args: list[str]) -> str:
-        # RECORD FILE name format escape_digits timeout [offset] [BEEP] [s=silence]
-        escape = args[2]
-        timeout = float(args[3]) / 1000 if args[3] and float(args[3]) > 0 else None
-        # s=<seconds>: Asterisk stops after that much silence, and a simulated caller sends no audio
-        # (res_agi then answers "(timeout)", as for the time limit).
-        for option in args[4:]:
-            if option.startswith("s=") and option[2:].isdigit() and int(option[2:]) > 0:
-                timeout = min(timeout, float(option[2:])) if timeout is not None else float(option[2:])
-        start = time.time()
-        digits, _ = await media.read_digits(channel, timeout, 1) if escape else ("", True)
-        seconds = time.time() - start
-        media.write_wav(self.recordings_dir, Path(args[0] + "." + args[1]) if self.recordings_dir else None, seconds)
-        if not channel.alive:
-            return "200 result=-1 (hangup) endpos=%d\n" % int(seconds * 8000)
-        if digits:
-            return f"200 result={ord(digits)} (dtmf) endpos={int(seconds * 8000)}\n"
-        return f"200 result=0 (timeout) endpos={int(seconds * 8000)}\n"
 
     def bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
         bridge.channels.append(channel)

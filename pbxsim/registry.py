@@ -1,10 +1,11 @@
 """The registries the simulated PBX's modules fill when they are imported, as Asterisk's do.
 
 Asterisk's ``app_*.c`` register dialplan applications (``ast_register_application``) and
-``func_*.c`` dialplan functions (``ast_custom_function_register``). Here each handler
-module decorates its functions::
+``func_*.c`` dialplan functions (``ast_custom_function_register``); res_agi keeps its
+commands in one table by their words. Here each handler module decorates its functions::
 
     @application("Answer")                        pbxsim/apps.py, pbxsim/app_dial.py
+    @agi_command("GET", "DATA", min_args=1)       pbxsim/agi_commands.py
     @dialplan_function("CALLERID")                pbxsim/functions.py
 
 Every handler gets the PBX as its first argument. This module imports none of the
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
     from .channel import Channel
     from .pbx import PBX
 
-__all__ = ["APPLICATIONS", "FUNCTIONS", "JUMPED", "NEXT", "STOP", "AppResult", "Application",
-           "DialplanFunction", "application", "dialplan_function", "find_application"]
+__all__ = ["AGI_COMMANDS", "APPLICATIONS", "FUNCTIONS", "JUMPED", "NEXT", "STOP", "AGICommand", "AppResult",
+           "Application", "DialplanFunction", "agi_command", "application", "dialplan_function",
+           "find_application"]
 
 
 # ---- dialplan applications ---------------------------------------------------------------
@@ -58,6 +60,44 @@ def application(name: str, *, after_hangup: bool = False) -> Callable[[AppHandle
 
 def find_application(name: str) -> Optional[Application]:
     return APPLICATIONS.get(name.lower())
+
+
+# ---- AGI commands ------------------------------------------------------------------------
+AGIHandler = Callable[["PBX", "Channel", list[str]], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class AGICommand:
+    words: tuple[str, ...]
+    handler: AGIHandler             # (pbx, channel, the arguments after the words) -> the reply line
+    # Fewer arguments than this after the words: 520 and the usage.
+    min_args: int = 0
+    # Allowed on a dead channel: the "Dead: Yes" rows of `agi show commands`
+    # (shared/asterisk/reference/agi-commands.txt). The others answer 511 there.
+    dead: bool = False
+    # The handler returns RESULT_FAILURE when its result is -1: AGIExecEnd then says
+    # "ResultCode: -1" / "Result: Failure" although the wire says "200 result=-1" (03b).
+    fails_on_minus_one: bool = False
+    # The lines of the 520 reply; ("Usage: <command>",) when empty.
+    usage: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.words)
+
+
+# By the command's words, upper case ("GET VARIABLE").
+AGI_COMMANDS: dict[str, AGICommand] = {}
+
+
+def agi_command(*words: str, min_args: int = 0, dead: bool = False, fails_on_minus_one: bool = False,
+                usage: tuple[str, ...] = ()) -> Callable[[AGIHandler], AGIHandler]:
+    """Register an AGI command by its words: ``@agi_command("GET", "VARIABLE", min_args=1, dead=True)``."""
+    def register(handler: AGIHandler) -> AGIHandler:
+        command = AGICommand(tuple(w.upper() for w in words), handler, min_args, dead, fails_on_minus_one, usage)
+        AGI_COMMANDS[command.name] = command
+        return handler
+    return register
 
 
 # ---- dialplan functions (${NAME(arg)}) ---------------------------------------------------
