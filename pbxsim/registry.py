@@ -2,10 +2,12 @@
 
 Asterisk's ``app_*.c`` register dialplan applications (``ast_register_application``) and
 ``func_*.c`` dialplan functions (``ast_custom_function_register``); res_agi keeps its
-commands in one table by their words. Here each handler module decorates its functions::
+commands in one table by their words, and manager.c's actions are registered with
+``ast_manager_register_xml``. Here each handler module decorates its functions::
 
     @application("Answer")                        pbxsim/apps.py, pbxsim/app_dial.py
     @agi_command("GET", "DATA", min_args=1)       pbxsim/agi_commands.py
+    @ami_action("Originate")                      pbxsim/ami_actions.py
     @dialplan_function("CALLERID")                pbxsim/functions.py
 
 Every handler gets the PBX as its first argument. This module imports none of the
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 if TYPE_CHECKING:
+    from .ami_server import Message, Reply
     from .channel import Channel
     from .pbx import PBX
 
-__all__ = ["AGI_COMMANDS", "APPLICATIONS", "FUNCTIONS", "JUMPED", "NEXT", "STOP", "AGICommand", "AppResult",
-           "Application", "DialplanFunction", "agi_command", "application", "dialplan_function",
-           "find_application"]
+__all__ = ["AGI_COMMANDS", "AMI_ACTIONS", "APPLICATIONS", "FUNCTIONS", "JUMPED", "NEXT", "STOP", "AGICommand",
+           "AMIAction", "AppResult", "Application", "DialplanFunction", "agi_command", "ami_action",
+           "application", "dialplan_function", "find_application"]
 
 
 # ---- dialplan applications ---------------------------------------------------------------
@@ -96,6 +99,31 @@ def agi_command(*words: str, min_args: int = 0, dead: bool = False, fails_on_min
     def register(handler: AGIHandler) -> AGIHandler:
         command = AGICommand(tuple(w.upper() for w in words), handler, min_args, dead, fails_on_minus_one, usage)
         AGI_COMMANDS[command.name] = command
+        return handler
+    return register
+
+
+# ---- AMI actions -------------------------------------------------------------------------
+AMIHandler = Callable[["PBX", "Reply", "Message"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AMIAction:
+    name: str
+    handler: AMIHandler       # (pbx, reply: answers the action and holds its session, message)
+    # Allowed before Login: manager.c lets only Login, Challenge and Logoff through
+    # ("Permission denied" for the rest, known or not).
+    before_login: bool = False
+
+
+# By lower-case name: "Action: coreshowchannels" is CoreShowChannels.
+AMI_ACTIONS: dict[str, AMIAction] = {}
+
+
+def ami_action(name: str, *, before_login: bool = False) -> Callable[[AMIHandler], AMIHandler]:
+    """Register an AMI action; the handler gets (pbx, reply, message)."""
+    def register(handler: AMIHandler) -> AMIHandler:
+        AMI_ACTIONS[name.lower()] = AMIAction(name, handler, before_login)
         return handler
     return register
 
