@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import media
-from .channel import BUILTIN_VARIABLES
+from . import media, variables
 from .registry import agi_command, find_application
 
 if TYPE_CHECKING:
@@ -92,21 +91,20 @@ async def set_variable(pbx: "PBX", channel: "Channel", args: list[str]) -> str:
         # A dialplan function: written by func_channel, no VarSet event (pbx_builtin_setvar_helper).
         channel.language = args[1]
         return OK1
-    pbx.set_variable(channel, args[0], args[1])
+    variables.set_variable(pbx, channel, args[0], args[1])
     return OK1
 
 
 @agi_command("GET", "VARIABLE", min_args=1, dead=True)
 async def get_variable(pbx: "PBX", channel: "Channel", args: list[str]) -> str:
     name = args[0]
-    value = pbx.lookup(channel, name)
-    known = name in channel.variables or name in pbx.globals or "(" in name or name in BUILTIN_VARIABLES
-    return f"200 result=1 ({value})\n" if known else OK0
+    value = variables.lookup(pbx, channel, name)
+    return f"200 result=1 ({value})\n" if variables.exists(pbx, channel, name) else OK0
 
 
 @agi_command("GET", "FULL", "VARIABLE", min_args=1, dead=True)
 async def get_full_variable(pbx: "PBX", channel: "Channel", args: list[str]) -> str:
-    return f"200 result=1 ({pbx.substitute(channel, args[0])})\n"
+    return f"200 result=1 ({variables.substitute(pbx, channel, args[0])})\n"
 
 
 @agi_command("DATABASE", "PUT", min_args=3, dead=True)
@@ -152,7 +150,7 @@ async def _stream(pbx: "PBX", channel: "Channel", args: list[str], *, control: b
         return "200 result=-1 endpos=0\n"
     if not control:
         # res_agi: PLAYBACKSTATUS is SUCCESS only when the file played to its end (01, 03b).
-        pbx.set_variable(channel, "PLAYBACKSTATUS", "SUCCESS" if outcome == "ok" else "FAILED")
+        variables.set_variable(pbx, channel, "PLAYBACKSTATUS", "SUCCESS" if outcome == "ok" else "FAILED")
     if outcome == "hangup":
         return f"200 result=-1 endpos={endpos}\n"
     if outcome == "ok":

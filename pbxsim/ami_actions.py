@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Optional
 
-from . import apps
+from . import apps, variables
 from .ami_server import Message, Reply, format_message
 from .channel import ChannelState
 from .originate import OriginateRequest, originate
@@ -149,7 +149,7 @@ async def getvar(pbx: "PBX", reply: Reply, message: Message) -> None:
         if channel is None:
             return
     name = message.get("variable")
-    reply.success(("Variable", name), ("Value", pbx.lookup(channel, name)))
+    reply.success(("Variable", name), ("Value", variables.lookup(pbx, channel, name)))
 
 
 @ami_action("Setvar")
@@ -159,7 +159,7 @@ async def setvar(pbx: "PBX", reply: Reply, message: Message) -> None:
         channel = _channel_or_error(pbx, reply, message)
         if channel is None:
             return
-    pbx.set_variable(channel, message.get("variable"), message.get("value"))
+    variables.set_variable(pbx, channel, message.get("variable"), message.get("value"))
     reply.success(("Message", "Variable Set"))
 
 

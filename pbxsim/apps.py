@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import media
+from . import media, variables
 from .agi_client import run_fastagi
 from .ami_server import Headers
 from .channel import ChannelState
@@ -56,7 +56,7 @@ async def set_(pbx: "PBX", channel: "Channel", data: str) -> AppResult:
         elif part == "name":
             channel.caller_name = value
         return NEXT
-    pbx.set_variable(channel, name, value)
+    variables.set_variable(pbx, channel, name, value)
     return NEXT
 
 
@@ -162,10 +162,10 @@ async def agi(pbx: "PBX", channel: "Channel", data: str) -> AppResult:
     args = split_args(data)
     url = args[0]
     if not url.startswith("agi://"):
-        pbx.set_variable(channel, "AGISTATUS", "FAILURE")
+        variables.set_variable(pbx, channel, "AGISTATUS", "FAILURE")
         return NEXT
     status = await run_fastagi(pbx, channel, url, args[1:])
-    pbx.set_variable(channel, "AGISTATUS", status)
+    variables.set_variable(pbx, channel, "AGISTATUS", status)
     if status == "HANGUP" or not channel.alive:
         return STOP
     return NEXT
@@ -175,7 +175,7 @@ async def agi(pbx: "PBX", channel: "Channel", data: str) -> AppResult:
 async def mixmonitor(pbx: "PBX", channel: "Channel", data: str) -> AppResult:
     args = split_args(data)
     channel.mixmonitors += 1
-    pbx.set_variable(channel, "MIXMONITOR_FILENAME", args[0])
+    variables.set_variable(pbx, channel, "MIXMONITOR_FILENAME", args[0])
     pbx.channel_event(channel, "MixMonitorStart", "call,all")
     media.write_wav(pbx.recordings_dir, Path(args[0]), 0)
     return NEXT

@@ -6,10 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-__all__ = ["BUILTIN_VARIABLES", "Bridge", "Channel", "ChannelState", "HANGUP_CAUSES"]
-
-# Variables Asterisk computes from the channel rather than stores.
-BUILTIN_VARIABLES = frozenset({"CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH"})
+__all__ = ["Bridge", "Channel", "ChannelState", "HANGUP_CAUSES"]
 
 
 class ChannelState:

@@ -1,5 +1,5 @@
-"""The simulated PBX's core: channels and their state, variables, hang-ups, bridges, events,
-and the loop that runs a channel's dialplan.
+"""The simulated PBX's core: channels and their state, hang-ups, bridges, events, and the
+loop that runs a channel's dialplan.
 
 It stands in for Asterisk 22 on the wire only. Our services reach it through AMI and
 FastAGI exactly as they reach a real Asterisk; nothing here is imported by a service.
@@ -8,7 +8,7 @@ What channels do is registered by the modules around the core, as Asterisk's mod
 register theirs (``pbxsim/registry.py``): dialplan applications (``apps.py``,
 ``app_dial.py``), dialplan functions (``functions.py``), AGI commands
 (``agi_commands.py``, spoken over ``agi_client.py``) and AMI actions (``ami_actions.py``,
-served by ``ami_server.py``).
+served by ``ami_server.py``). Variables and ``${...}`` substitution are ``variables.py``.
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from typing import Any, Iterable, Optional
 # for that (as Asterisk loads its modules at start). They import nothing of this module at
 # run time, so the registry they fill is all the core looks at.
 from . import agi_commands, ami_actions, app_dial, apps, functions  # noqa: F401
+from . import variables
 from .ami_server import AMIServer, AMIUser, Headers
-from .channel import BUILTIN_VARIABLES, HANGUP_CAUSES, Bridge, Channel, ChannelState
+from .channel import HANGUP_CAUSES, Bridge, Channel, ChannelState
 from .dialplan import Dialplan
 from .endpoints import ChannelListener, Endpoint, IncomingCall, Phone
-from .registry import FUNCTIONS, JUMPED, STOP, find_application
+from .registry import JUMPED, STOP, find_application
 from .sounds import SoundLibrary
-from .substitution import ExpressionError, substitute
 
 __all__ = ["PBX", "Endpoint", "IncomingCall", "Phone", "ChannelListener"]
 
@@ -113,21 +113,6 @@ class PBX:
             self.set_state(channel, ChannelState.UP)
             if channel.endpoint:
                 self.device_state(channel, "INUSE")
-
-    def set_variable(self, channel: Optional[Channel], name: str, value: str) -> None:
-        bare = name.lstrip("_")
-        if channel is None:
-            self.globals[bare] = value
-            self.emit("VarSet", "dialplan,all",
-                      [("Channel", "none"), ("Uniqueid", "none"), ("Variable", name), ("Value", value)])
-            return
-        channel.variables[bare] = value
-        if name.startswith("_"):
-            channel.variables.setdefault("__inherit__", "")
-            inherited = set(filter(None, channel.variables["__inherit__"].split(",")))
-            inherited.add(bare)
-            channel.variables["__inherit__"] = ",".join(sorted(inherited))
-        self.channel_event(channel, "VarSet", "dialplan,all", [("Variable", name), ("Value", value)])
 
     # ---- channels -----------------------------------------------------------------------
     def new_channel(self, tech: str, endpoint: str, context: str, exten: str, *,
@@ -231,7 +216,7 @@ class PBX:
                 log.debug("%s: no priority %s@%s:%s, hanging up", channel.name, channel.exten,
                           channel.context, channel.priority)
                 return
-            data = self.substitute(channel, step.data)
+            data = variables.substitute(self, channel, step.data)
             channel.application, channel.app_data = step.app, data
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", channel.exten), ("Application", step.app), ("AppData", data)])
@@ -256,36 +241,13 @@ class PBX:
             step = self.dialplan.step(channel.context, "h", channel.priority)
             if step is None:
                 return
-            data = self.substitute(channel, step.data)
+            data = variables.substitute(self, channel, step.data)
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", "h"), ("Application", step.app), ("AppData", data)])
             app = find_application(step.app)
             if app is not None and app.after_hangup:
                 await app.execute(self, channel, data)
             channel.priority += 1
-
-    # ---- substitution -------------------------------------------------------------------
-    def lookup(self, channel: Optional[Channel], name: str) -> str:
-        if "(" in name and name.endswith(")"):
-            func, _, arg = name[:-1].partition("(")
-            function = FUNCTIONS.get(func.upper())
-            return function.read(self, channel, arg) if function is not None else ""
-        if channel is not None and name in channel.variables:
-            return channel.variables[name]
-        if name in BUILTIN_VARIABLES:
-            if name == "EPOCH":
-                return str(int(time.time()))
-            if channel is not None:
-                return {"CHANNEL": channel.name, "UNIQUEID": channel.uniqueid, "EXTEN": channel.exten,
-                        "CONTEXT": channel.context, "PRIORITY": str(channel.priority)}[name]
-        return self.globals.get(name, "")
-
-    def substitute(self, channel: Optional[Channel], text: str) -> str:
-        try:
-            return substitute(text, lambda name: self.lookup(channel, name))
-        except ExpressionError as exc:
-            log.warning("expression error in %r: %s", text, exc)
-            return ""
 
     # ---- bridges ------------------------------------------------------------------------
     def bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
