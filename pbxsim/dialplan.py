@@ -112,7 +112,7 @@ class Dialplan:
     @classmethod
     def from_conf(cls, conf) -> "Dialplan":
         """Build from :mod:`pbxsim.asterisk_conf` output (see :func:`load`)."""
-        from .asterisk_conf import parse_dialplan
+        from .extensions_conf import parse_dialplan
 
         plan = cls()
         for section in conf.sections:
