@@ -7,6 +7,9 @@ unknown command and multi-line 520 for bad syntax; once the channel has hung up,
 next reply), 511 for media and channel commands, while GET/SET VARIABLE and NOOP still
 answer; with ``AGIEXITONHANGUP=yes`` a second ``HANGUP`` and the socket closes at once.
 Every command, refused or not, is framed by AGIExecStart/AGIExecEnd events (03b).
+
+This is the session and its framing; the commands, with their minimum arguments and
+whether they work on a dead channel, are registered in ``pbxsim/agi_commands.py``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import logging
 import random
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
+
+from .registry import AGI_COMMANDS, AGICommand
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -26,37 +31,6 @@ log = logging.getLogger(__name__)
 
 AGI_VERSION = "22.10.1"
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine\n"
-# Commands that still work on a dead channel: the "Dead: Yes" rows of `agi show commands`
-# (shared/asterisk/reference/agi-commands.txt). HANGUP and GOSUB are not among them.
-DEAD_SAFE = {"GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "NOOP", "VERBOSE", "DATABASE GET",
-             "DATABASE PUT", "DATABASE DEL", "DATABASE DELTREE", "EXEC", "ASYNCAGI BREAK",
-             "SPEECH DESTROY", "SPEECH UNLOAD GRAMMAR"}
-# Handlers that return RESULT_FAILURE when their result is -1: AGIExecEnd then says
-# "ResultCode: -1" / "Result: Failure" although the wire says "200 result=-1" (03b).
-FAILS_ON_MINUS_ONE = {"STREAM FILE", "CONTROL STREAM FILE", "WAIT FOR DIGIT", "GET OPTION", "SAY DIGITS",
-                      "SAY NUMBER", "RECORD FILE", "EXEC"}
-USAGE = {
-    "STREAM FILE": [
-        "Send the given file, allowing playback to be interrupted by the given digits, if any. Returns <literal>0</literal> if playback completes without a digit being pressed, or the ASCII numerical value of the digit if one was pressed, or <literal>-1</literal> on error or if the channel was disconnected. If musiconhold is playing before calling stream file it will be automatically stopped and will not be restarted after completion.",
-        "It sets the following channel variables upon completion:",
-        "<variable>PLAYBACKSTATUS</variable>: The status of the playback attempt as a text string.",
-        "    <value>SUCCESS</value>",
-        "    <value>FAILED</value>",
-    ],
-    "GET DATA": [
-        "Stream the given <replaceable>file</replaceable>, and receive DTMF data.",
-        "Returns the digits received from the channel at the other end.",
-    ],
-    "SET VARIABLE": ["Sets a variable to the current channel."],
-}
-# Minimum argument counts after the command words.
-MIN_ARGS = {"STREAM FILE": 2, "CONTROL STREAM FILE": 2, "GET DATA": 1, "GET OPTION": 2,
-            "SET VARIABLE": 2, "GET VARIABLE": 1, "GET FULL VARIABLE": 1, "WAIT FOR DIGIT": 1,
-            "SAY DIGITS": 2, "SAY NUMBER": 2, "EXEC": 1, "VERBOSE": 1, "SET MUSIC": 1,
-            "DATABASE GET": 2, "DATABASE PUT": 3, "DATABASE DEL": 2, "SET CALLERID": 1,
-            "RECORD FILE": 4}
-COMMANDS = sorted(
-    ["ANSWER", "CHANNEL STATUS", "HANGUP", "NOOP", *MIN_ARGS.keys()], key=lambda c: -len(c.split()))
 
 
 def parse_agi_args(line: str) -> list[str]:
@@ -86,12 +60,12 @@ def parse_agi_args(line: str) -> list[str]:
     return args
 
 
-def _match_command(words: list[str]) -> tuple[Optional[str], list[str]]:
-    upper = [w.upper() for w in words]
-    for command in COMMANDS:
-        parts = command.split()
-        if upper[:len(parts)] == parts:
-            return command, words[len(parts):]
+def _match_command(words: list[str]) -> tuple[Optional[AGICommand], list[str]]:
+    """The registered command whose words start the line (the longest first), and its arguments."""
+    upper = tuple(w.upper() for w in words)
+    for command in sorted(AGI_COMMANDS.values(), key=lambda c: -len(c.words)):
+        if upper[:len(command.words)] == command.words:
+            return command, words[len(command.words):]
     return None, words
 
 
@@ -200,7 +174,7 @@ async def run_fastagi(pbx: "PBX", channel: "Channel", url: str, args: list[str])
     return "SUCCESS" if channel.alive else "HANGUP"
 
 
-def _exec_result(command: Optional[str], reply: str) -> tuple[str, str]:
+def _exec_result(command: Optional[AGICommand], reply: str) -> tuple[str, str]:
     """ResultCode and Result of AGIExecEnd, as res_agi derives them from the handler's return."""
     code = reply[:3]
     if code == "510":
@@ -209,9 +183,9 @@ def _exec_result(command: Optional[str], reply: str) -> tuple[str, str]:
         return "520", "Usage"
     if code == "511":
         return "511", DEAD[4:].rstrip("\n")
-    if command == "EXEC" and reply.startswith("200 result=-2"):
+    if command is not None and command.name == "EXEC" and reply.startswith("200 result=-2"):
         return "200", "Unknown Result"   # the unknown application's -2 is no RESULT_* value
-    if command in FAILS_ON_MINUS_ONE and reply.startswith("200 result=-1"):
+    if command is not None and command.fails_on_minus_one and reply.startswith("200 result=-1"):
         return "-1", "Failure"
     return "200", "Success"
 
@@ -226,14 +200,14 @@ async def _execute(pbx: "PBX", session: _Session, line: str) -> str:
     pbx.channel_event(channel, "AGIExecStart", "agi,all", [("CommandId", command_id), ("Command", line)])
     if command is None:
         reply = "510 Invalid or unknown command\n"
-    elif len(args) < MIN_ARGS.get(command, 0):
-        usage = USAGE.get(command, [f"Usage: {command}"])
+    elif len(args) < command.min_args:
+        usage = command.usage or (f"Usage: {command.name}",)
         reply = "520-Invalid command syntax.  Proper usage follows:\n" + "".join(u + "\n" for u in usage) \
             + "520 End of proper usage.\n"
-    elif not channel.alive and command not in DEAD_SAFE:
+    elif not channel.alive and not command.dead:
         reply = DEAD
     else:
-        reply = await pbx.agi_command(channel, command, args)
+        reply = await command.handler(pbx, channel, args)
     result_code, result = _exec_result(command, reply)
     if result_code == "-1" and (session.hangup_sent or (channel.alive and channel.redirect_to is None)):
         session.failed = True

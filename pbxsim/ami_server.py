@@ -1,22 +1,23 @@
 """The simulated PBX's Asterisk Manager Interface: a TCP server that speaks like Asterisk 22.
 
-Banner, Login (plain and MD5 challenge), the delayed close after a failed login, ActionID
-echo, ``EventList`` replies and event privileges follow the recordings in
-``shared/asterisk/transcripts``. Actions are carried out by :class:`pbxsim.pbx.PBX`.
+This is the TCP, session and framing part: banner, messages in and out, ActionID echo,
+``EventList`` replies, event privileges and the permission check before Login follow the
+recordings in ``shared/asterisk/transcripts``. The actions themselves, Login included,
+are registered in ``pbxsim/ami_actions.py``.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Optional
+
+from .registry import AMI_ACTIONS
 
 if TYPE_CHECKING:
     from .pbx import PBX
 
-__all__ = ["AMIServer", "AMIUser", "format_message"]
+__all__ = ["AMIServer", "AMISession", "AMIUser", "Headers", "Message", "Reply", "format_message"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class AMISession:
     def send(self, data: bytes) -> None:
         if not self.closed:
             self.out.put_nowait(data)
+
+    def close_after_sending(self) -> None:
+        """End the connection once what is queued has been written (Logoff, a failed Login)."""
+        self.out.put_nowait(None)
 
 
 class AMIServer:
@@ -148,83 +153,49 @@ class AMIServer:
                 headers.append((key.strip(), value.strip()))
 
     # ---- actions ------------------------------------------------------------------------
-    async def _dispatch(self, session: AMISession, message: Headers) -> None:
-        fields = {}
-        for key, value in message:
-            fields.setdefault(key.lower(), value)
-        action = fields.get("action", "")
-        action_id = fields.get("actionid")
-        reply = Reply(session, action_id)
+    async def _dispatch(self, session: AMISession, headers: Headers) -> None:
+        message = Message.parse(headers)
+        action = message.get("action")
+        reply = Reply(session, message.fields.get("actionid"))
         if not action:
             reply.error("Missing action in request")
             return
-        name = action.lower()
-        if session.user is None and name not in {"login", "challenge", "logoff"}:
+        registered = AMI_ACTIONS.get(action.lower())
+        if session.user is None and (registered is None or not registered.before_login):
             reply.error("Permission denied")
             return
-        handler = getattr(self, f"_action_{name}", None)
-        if handler is None:
-            handler = self.pbx.ami_actions.get(name)
-            if handler is None:
-                reply.error(f"Invalid/unknown command: {action}. Use Action: ListCommands to show available commands.")
-                return
-            await handler(reply, fields, message)
+        if registered is None:
+            reply.error(f"Invalid/unknown command: {action}. Use Action: ListCommands to show available commands.")
             return
-        await handler(session, reply, fields)
+        await registered.handler(self.pbx, reply, message)
 
-    async def _action_challenge(self, session: AMISession, reply: "Reply", fields: dict) -> None:
-        if fields.get("authtype", "").lower() != "md5":
-            reply.error("Must specify AuthType")
-            return
-        session.challenge = str(random.randint(100000000, 999999999))
-        reply.success(("Challenge", session.challenge))
 
-    async def _action_login(self, session: AMISession, reply: "Reply", fields: dict) -> None:
-        user = self.users.get(fields.get("username", ""))
-        ok = False
-        if user is not None:
-            if fields.get("authtype", "").lower() == "md5" and session.challenge:
-                expected = hashlib.md5((session.challenge + user.secret).encode()).hexdigest()
-                ok = fields.get("key", "").lower() == expected
-            else:
-                ok = fields.get("secret") == user.secret
-        if not ok:
-            # Asterisk answers a failed login after about a second and then hangs up.
-            await asyncio.sleep(self.auth_fail_delay)
-            reply.error("Authentication failed")
-            session.out.put_nowait(None)
-            return
-        session.user = user
-        events = fields.get("events", "on").strip().lower()
-        if events in ("off", "no", "false", "0"):
-            session.events_on = False
-        else:
-            session.events_on = True
-            if events not in ("on", "yes", "true", "1", "all"):
-                session.event_classes = frozenset(c.strip() for c in events.split(",") if c.strip())
-        reply.success(("Message", "Authentication accepted"))
-        if session.wants("system,all"):
-            session.send(format_message([
-                ("Event", "FullyBooted"), ("Privilege", "system,all"),
-                ("Uptime", str(int(self.pbx.uptime()))), ("LastReload", str(int(self.pbx.uptime()))),
-                ("Status", "Fully Booted"),
-            ]))
+@dataclass
+class Message:
+    """One action as received: its headers in order (repeated ones kept, as Originate's
+    Variable), and the first value of each by lower-case name."""
 
-    async def _action_logoff(self, session: AMISession, reply: "Reply", fields: dict) -> None:
-        reply.send([("Response", "Goodbye"), ("Message", "Thanks for all the fish.")])
-        session.out.put_nowait(None)
+    headers: Headers
+    fields: dict[str, str]
 
-    async def _action_ping(self, session: AMISession, reply: "Reply", fields: dict) -> None:
-        reply.success(("Ping", "Pong"), ("Timestamp", f"{self.pbx.now():.6f}"))
+    @classmethod
+    def parse(cls, headers: Headers) -> "Message":
+        fields: dict[str, str] = {}
+        for key, value in headers:
+            fields.setdefault(key.lower(), value)
+        return cls(headers, fields)
 
-    async def _action_events(self, session: AMISession, reply: "Reply", fields: dict) -> None:
-        mask = fields.get("eventmask", "on").lower()
-        session.events_on = mask not in ("off", "no", "false", "0")
-        reply.send([("Response", "Success"), ("Events", "On" if session.events_on else "Off")])
+    def get(self, name: str, default: str = "") -> str:
+        """A header's first value by lower-case name."""
+        return self.fields.get(name, default)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a repeated header, by lower-case name."""
+        return [v for k, v in self.headers if k.lower() == name]
 
 
 class Reply:
-    """Answers one action: echoes its ActionID where Asterisk puts it."""
+    """Answers one action on its session: echoes its ActionID where Asterisk puts it."""
 
     def __init__(self, session: AMISession, action_id: Optional[str]) -> None:
         self.session = session

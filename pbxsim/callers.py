@@ -12,7 +12,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Optional, TextIO
 
 from .channel import Channel
 from .scenario import CallerPlan
@@ -58,7 +58,7 @@ class SimCaller:
     plan: CallerPlan
     truth: TruthLog
     call_id: int
-    loop_time: callable = field(default=None)
+    loop_time: Optional[Callable[[], float]] = None
     channel: Optional[Channel] = None
     arrived_at: float = 0.0
     queued_at: Optional[float] = None

@@ -112,7 +112,7 @@ class Dialplan:
     @classmethod
     def from_conf(cls, conf) -> "Dialplan":
         """Build from :mod:`pbxsim.asterisk_conf` output (see :func:`load`)."""
-        from .asterisk_conf import parse_dialplan
+        from .extensions_conf import parse_dialplan
 
         plan = cls()
         for section in conf.sections:
@@ -125,7 +125,8 @@ class Dialplan:
             for line in lines:
                 kind = getattr(line, "kind", "exten")
                 if kind == "include":
-                    plan.includes.setdefault(context, []).append(line.target)
+                    if line.target is not None:      # an include always names its context
+                        plan.includes.setdefault(context, []).append(line.target)
                     continue
                 if kind != "exten" or line.priority is None:
                     continue  # hints have no steps

@@ -1,90 +1,44 @@
-"""The simulated PBX: channels running the dialplan, bridges, and the AMI actions that act on them.
+"""The simulated PBX's core: channels and their state, hang-ups, bridges, events, and the
+loop that runs a channel's dialplan.
 
 It stands in for Asterisk 22 on the wire only. Our services reach it through AMI and
 FastAGI exactly as they reach a real Asterisk; nothing here is imported by a service.
+
+What channels do is registered by the modules around the core, as Asterisk's modules
+register theirs (``pbxsim/registry.py``): dialplan applications (``apps.py``,
+``app_dial.py``), dialplan functions (``functions.py``), AGI commands
+(``agi_commands.py``, spoken over ``agi_client.py``) and AMI actions (``ami_actions.py``,
+served by ``ami_server.py``). Variables and ``${...}`` substitution are ``variables.py``.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
-import re
 import time
-import wave
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Iterable, Optional
 
-from .agi_client import run_fastagi
-from .ami_server import AMIServer, AMIUser, Headers, Reply
+# The modules that register applications, functions, AGI commands and AMI actions, imported
+# for that (as Asterisk loads its modules at start). They import nothing of this module at
+# run time, so the registry they fill is all the core looks at.
+from . import agi_commands, ami_actions, app_dial, apps, functions  # noqa: F401
+from . import variables
+from .ami_server import AMIServer, AMIUser, Headers
 from .channel import HANGUP_CAUSES, Bridge, Channel, ChannelState
 from .dialplan import Dialplan
+from .endpoints import ChannelListener, Endpoint, IncomingCall, Phone
+from .registry import JUMPED, STOP, find_application
 from .sounds import SoundLibrary
-from .substitution import ExpressionError, split_args, substitute
 
 __all__ = ["PBX", "Endpoint", "IncomingCall", "Phone", "ChannelListener"]
 
 log = logging.getLogger(__name__)
 
-# Variables Asterisk computes from the channel rather than stores.
-BUILTIN_VARIABLES = frozenset({"CHANNEL", "UNIQUEID", "EXTEN", "CONTEXT", "PRIORITY", "EPOCH"})
-
-# What an application returns to the channel loop.
-NEXT, JUMPED, STOP = None, "jumped", "stop"
-
-# "core show version", in Asterisk's format (the build host says it is the simulator).
-VERSION_LINE = "Asterisk 22.10.1 built by pbxsim @ pbxsim on a x86_64 running Linux on 2026-11-22 03:26:14 UTC"
-
-
-class Phone(Protocol):
-    """A SIP phone behind an endpoint (the simulated agents implement this)."""
-
-    def ring(self, call: "IncomingCall") -> None: ...
-
-
-class ChannelListener(Protocol):
-    """Told what happens to a channel (the simulated callers implement this)."""
-
-    def on_channel_event(self, channel: Channel, event: str, headers: Headers) -> None: ...
-
-
-@dataclass
-class Endpoint:
-    name: str
-    context: str
-    callerid_num: str = ""
-    callerid_name: str = ""
-    phone: Optional[Phone] = None
-
-    @property
-    def registered(self) -> bool:
-        return self.phone is not None
-
-
-@dataclass(eq=False)
-class IncomingCall:
-    """An offered call on a phone: the phone answers, rejects, or hangs up later."""
-
-    pbx: "PBX"
-    channel: Channel                  # the phone's leg
-    caller: Channel
-    result: "asyncio.Future[str]" = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def answer(self) -> None:
-        if not self.result.done():
-            self.result.set_result("ANSWER")
-
-    def reject(self, busy: bool = True) -> None:
-        if not self.result.done():
-            self.result.set_result("BUSY" if busy else "CONGESTION")
-
-    def hangup(self) -> None:
-        """The phone hangs up (SIP BYE) after answering."""
-        self.pbx.remote_hangup(self.channel)
-
 
 class PBX:
+    """The simulated Asterisk: what every module works on, given to each handler."""
+
     def __init__(self, dialplan: Dialplan, sounds: SoundLibrary, *,
                  ami_users: Optional[list[AMIUser]] = None, ami_host: str = "127.0.0.1", ami_port: int = 5038,
                  agi_connect_timeout: float = 2.0, auth_fail_delay: float = 1.0, speed: float = 1.0,
@@ -106,21 +60,6 @@ class PBX:
         self._tasks: set[asyncio.Task] = set()
         self.ami = AMIServer(self, ami_users or [AMIUser("hotline", "hotline")], ami_host, ami_port,
                              auth_fail_delay=auth_fail_delay)
-        self.ami_actions: dict[str, Callable[[Reply, dict, Headers], Awaitable[None]]] = {
-            "coreshowchannels": self._ami_coreshowchannels, "status": self._ami_status,
-            "getvar": self._ami_getvar, "setvar": self._ami_setvar, "redirect": self._ami_redirect,
-            "hangup": self._ami_hangup, "originate": self._ami_originate, "command": self._ami_command,
-            "mixmonitor": self._ami_mixmonitor, "stopmixmonitor": self._ami_stopmixmonitor,
-            "userevent": self._ami_userevent, "queuestatus": self._ami_queuestatus,
-        }
-        self.apps: dict[str, Callable[[Channel, str], Awaitable[Optional[str]]]] = {
-            "noop": self._app_noop, "answer": self._app_answer, "set": self._app_set,
-            "goto": self._app_goto, "gotoif": self._app_gotoif, "hangup": self._app_hangup,
-            "wait": self._app_wait, "playback": self._app_playback, "musiconhold": self._app_musiconhold,
-            "userevent": self._app_userevent, "agi": self._app_agi, "dial": self._app_dial,
-            "mixmonitor": self._app_mixmonitor, "stopmixmonitor": self._app_stopmixmonitor,
-            "echo": self._app_echo, "verbose": self._app_noop, "log": self._app_noop,
-        }
 
     # ---- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,7 +91,8 @@ class PBX:
     def emit(self, event: str, privilege: str, headers: Headers) -> None:
         self.ami.broadcast(event, privilege, headers)
 
-    def channel_event(self, channel: Channel, event: str, privilege: str, extra: Headers = ()) -> None:
+    def channel_event(self, channel: Channel, event: str, privilege: str,
+                      extra: Iterable[tuple[str, str]] = ()) -> None:
         headers = [*channel.snapshot(), *extra]
         self.ami.broadcast(event, privilege, headers)
         listener = channel.listener
@@ -168,20 +108,11 @@ class PBX:
             channel.state = state
             self.channel_event(channel, "Newstate", "call,all")
 
-    def set_variable(self, channel: Optional[Channel], name: str, value: str) -> None:
-        bare = name.lstrip("_")
-        if channel is None:
-            self.globals[bare] = value
-            self.emit("VarSet", "dialplan,all",
-                      [("Channel", "none"), ("Uniqueid", "none"), ("Variable", name), ("Value", value)])
-            return
-        channel.variables[bare] = value
-        if name.startswith("_"):
-            channel.variables.setdefault("__inherit__", "")
-            inherited = set(filter(None, channel.variables["__inherit__"].split(",")))
-            inherited.add(bare)
-            channel.variables["__inherit__"] = ",".join(sorted(inherited))
-        self.channel_event(channel, "VarSet", "dialplan,all", [("Variable", name), ("Value", value)])
+    def answer(self, channel: Channel) -> None:
+        if channel.state != ChannelState.UP:
+            self.set_state(channel, ChannelState.UP)
+            if channel.endpoint:
+                self.device_state(channel, "INUSE")
 
     # ---- channels -----------------------------------------------------------------------
     def new_channel(self, tech: str, endpoint: str, context: str, exten: str, *,
@@ -192,7 +123,7 @@ class PBX:
         now = time.time()
         uniqueid = uniqueid or f"{int(now)}.{next(self._uniqueid_seq)}"     # (Originate's ChannelId)
         channel = Channel(
-            name=name or f"{tech}/{endpoint}-{next(self._channel_seq):08x}", uniqueid=uniqueid,
+            name=name or f"{tech}/{endpoint}-{self.next_channel_number():08x}", uniqueid=uniqueid,
             linkedid=linkedid or uniqueid, context=context, exten=exten, state=state,
             caller_num=caller_num or "<unknown>", caller_name=caller_name or "<unknown>",
             language=language, dnid=dnid, endpoint=endpoint, created_at=now)
@@ -200,19 +131,23 @@ class PBX:
         self.channel_event(channel, "Newchannel", "call,all")
         return channel
 
+    def next_channel_number(self) -> int:
+        """The number at the end of a new channel's name (PJSIP/1001-0000000a)."""
+        return next(self._channel_seq)
+
     def find_channel(self, name: str) -> Optional[Channel]:
         return self.channels.get(name)
 
     def start_dialplan(self, channel: Channel, context: str, exten: str, priority: int = 1) -> None:
         channel.context, channel.exten, channel.priority = context, exten, priority
-        channel.task = self.spawn(self._run_channel(channel))
+        channel.task = self.spawn(self.run_channel(channel))
 
     def hangup_channel(self, channel: Channel, cause: int = 16, *, soft: bool = False) -> None:
         """Ask a channel to hang up; its owner (dialplan loop or Dial) finishes it.
 
         ``soft`` is AMI Hangup: Asterisk only raises the channel's soft-hangup flag, which
         emits no event (02b, act-51/act-65); the ``SoftHangupRequest`` that follows comes from
-        the end of the channel's dialplan (see :meth:`_run_channel`). Otherwise it is the far
+        the end of the channel's dialplan (see :meth:`run_channel`). Otherwise it is the far
         end's BYE: ``HangupRequest`` without a Cause, as chan_pjsip queues it (01).
         """
         if not channel.alive:
@@ -235,7 +170,7 @@ class PBX:
                            [("Digit", digit), ("DurationMs", str(duration_ms)), ("Direction", "Received")])
         channel.dtmf.put_nowait(digit)
 
-    def _finish(self, channel: Channel) -> None:
+    def finish_channel(self, channel: Channel) -> None:
         if channel.hangup_cause is None:
             channel.hangup_cause = 16
         cause = channel.hangup_cause
@@ -254,7 +189,9 @@ class PBX:
         self.channels.pop(channel.name, None)
         channel.interrupt.set()
 
-    async def _run_channel(self, channel: Channel) -> None:
+    # ---- running the dialplan -----------------------------------------------------------
+    async def run_channel(self, channel: Channel) -> None:
+        """Run the channel's dialplan from where it stands, then its h extension; then finish it."""
         try:
             await self._execute(channel)
         except Exception:  # a simulator bug must not leave a channel behind
@@ -266,7 +203,7 @@ class PBX:
             # before the h extension, whatever ended it (01, 02b, 03b).
             self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "16")])
             await self._run_h_extension(channel)
-            self._finish(channel)
+            self.finish_channel(channel)
 
     async def _execute(self, channel: Channel) -> None:
         while channel.alive:
@@ -279,15 +216,15 @@ class PBX:
                 log.debug("%s: no priority %s@%s:%s, hanging up", channel.name, channel.exten,
                           channel.context, channel.priority)
                 return
-            data = self.substitute(channel, step.data)
+            data = variables.substitute(self, channel, step.data)
             channel.application, channel.app_data = step.app, data
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", channel.exten), ("Application", step.app), ("AppData", data)])
-            app = self.apps.get(step.app.lower())
+            app = find_application(step.app)
             if app is None:
                 log.warning("%s: no application %r in the simulator, hanging up", channel.name, step.app)
                 return
-            result = await app(channel, data)
+            result = await app.execute(self, channel, data)
             if result == STOP or not channel.alive:
                 return
             if channel.redirect_to is not None or result == JUMPED:
@@ -304,510 +241,26 @@ class PBX:
             step = self.dialplan.step(channel.context, "h", channel.priority)
             if step is None:
                 return
-            data = self.substitute(channel, step.data)
+            data = variables.substitute(self, channel, step.data)
             self.channel_event(channel, "Newexten", "dialplan,all",
                                [("Extension", "h"), ("Application", step.app), ("AppData", data)])
-            if step.app.lower() in ("noop", "verbose", "log", "set", "userevent"):
-                await self.apps[step.app.lower()](channel, data)
+            app = find_application(step.app)
+            if app is not None and app.after_hangup:
+                await app.execute(self, channel, data)
             channel.priority += 1
 
-    # ---- substitution -------------------------------------------------------------------
-    def lookup(self, channel: Optional[Channel], name: str) -> str:
-        if "(" in name and name.endswith(")"):
-            func, _, arg = name[:-1].partition("(")
-            return self._function(channel, func.upper(), arg)
-        if channel is not None and name in channel.variables:
-            return channel.variables[name]
-        if name in BUILTIN_VARIABLES:
-            if name == "EPOCH":
-                return str(int(time.time()))
-            if channel is not None:
-                return {"CHANNEL": channel.name, "UNIQUEID": channel.uniqueid, "EXTEN": channel.exten,
-                        "CONTEXT": channel.context, "PRIORITY": str(channel.priority)}[name]
-        return self.globals.get(name, "")
+    # ---- bridges ------------------------------------------------------------------------
+    def bridge_enter(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.channels.append(channel)
+        channel.bridge = bridge
+        self.bridge_event(channel, "BridgeEnter", bridge)
 
-    def _function(self, channel: Optional[Channel], func: str, arg: str) -> str:
-        if func == "CALLERID" and channel is not None:
-            field_name = arg.lower()
-            num = "" if channel.caller_num == "<unknown>" else channel.caller_num
-            name = "" if channel.caller_name == "<unknown>" else channel.caller_name
-            return {"num": num, "name": name, "all": f'"{name}" <{num}>', "ani": num,
-                    "dnid": channel.dnid}.get(field_name, "")
-        if func == "LEN":
-            return str(len(arg))
-        if func == "FILTER":
-            # func_strings FILTER(allowed-chars,string): keeps only the allowed characters.
-            allowed, _, value = arg.partition(",")
-            return "".join(ch for ch in value if ch in allowed)
-        if func == "CHANNEL" and channel is not None:
-            return {"linkedid": channel.linkedid, "name": channel.name, "language": channel.language,
-                    "state": ChannelState.DESC.get(channel.state, "Unknown"),
-                    "endpoint": channel.endpoint if channel.name.startswith("PJSIP/") else ""}.get(arg.lower(), "")
-        return ""
+    def bridge_leave(self, bridge: Bridge, channel: Channel) -> None:
+        bridge.channels.remove(channel)
+        channel.bridge = None
+        self.bridge_event(channel, "BridgeLeave", bridge)
 
-    def substitute(self, channel: Optional[Channel], text: str) -> str:
-        try:
-            return substitute(text, lambda name: self.lookup(channel, name))
-        except ExpressionError as exc:
-            log.warning("expression error in %r: %s", text, exc)
-            return ""
-
-    # ---- waiting ------------------------------------------------------------------------
-    async def wait_interruptible(self, channel: Channel, seconds: Optional[float]) -> bool:
-        """Wait; True if a hang-up or redirect cut the wait short."""
-        if not channel.alive or channel.redirect_to is not None:
-            return True
-        try:
-            await asyncio.wait_for(channel.interrupt.wait(), seconds)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def play(self, channel: Channel, name: str, escape: str = "") -> tuple[str, int]:
-        """Play a file: ('ok'|'missing'|'hangup'|digit, endpos in 8 kHz samples)."""
-        length = self.sounds.duration(name, channel.language)
-        if length is None:
-            log.warning("%s: file %s does not exist in any format", channel.name, name)
-            return "missing", 0
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = start + length
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "ok", int(length * self.speed * 8000)
-            digit_task = asyncio.ensure_future(channel.dtmf.get()) if escape else None
-            waiters = {asyncio.ensure_future(channel.interrupt.wait())}
-            if digit_task:
-                waiters.add(digit_task)
-            done, pending = await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            played = int((loop.time() - start) * self.speed * 8000)
-            if digit_task is not None and digit_task in done:
-                digit = digit_task.result()
-                if digit in escape:
-                    return digit, played
-                continue
-            if done:
-                return "hangup", played
-
-    async def read_digits(self, channel: Channel, first_timeout: float, max_digits: int,
-                          inter_timeout: Optional[float] = None) -> tuple[str, bool]:
-        """Collect DTMF like ast_app_getdata: (digits, timed_out). '#' ends the input."""
-        digits = ""
-        timeout = first_timeout
-        while len(digits) < max_digits:
-            get = asyncio.ensure_future(channel.dtmf.get())
-            stop = asyncio.ensure_future(channel.interrupt.wait())
-            done, pending = await asyncio.wait({get, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if get in done:
-                digit = get.result()
-                if digit == "#":
-                    return digits, False
-                digits += digit
-                timeout = inter_timeout if inter_timeout is not None else first_timeout
-                continue
-            if stop in done:
-                return digits, False
-            return digits, True
-        return digits, False
-
-    # ---- AGI commands -------------------------------------------------------------------
-    async def agi_command(self, channel: Channel, command: str, args: list[str]) -> str:
-        if command == "ANSWER":
-            await self._answer(channel)
-            return "200 result=0\n"
-        if command == "HANGUP":
-            self.channel_event(channel, "SoftHangupRequest", "call,all", [("Cause", "32")])
-            self.hangup_channel(channel, 0, soft=True)
-            return "200 result=1\n"
-        if command == "NOOP":
-            return "200 result=0\n"
-        if command == "VERBOSE":
-            return "200 result=1\n"
-        if command == "CHANNEL STATUS":
-            return f"200 result={channel.state}\n"
-        if command == "SET VARIABLE":
-            if args[0].upper() == "CHANNEL(LANGUAGE)":
-                # A dialplan function: written by func_channel, no VarSet event (pbx_builtin_setvar_helper).
-                channel.language = args[1]
-                return "200 result=1\n"
-            self.set_variable(channel, args[0], args[1])
-            return "200 result=1\n"
-        if command in ("GET VARIABLE", "GET FULL VARIABLE"):
-            if command == "GET FULL VARIABLE":
-                value = self.substitute(channel, args[0])
-                return f"200 result=1 ({value})\n"
-            name = args[0]
-            value = self.lookup(channel, name)
-            known = name in channel.variables or name in self.globals or "(" in name or name in BUILTIN_VARIABLES
-            return f"200 result=1 ({value})\n" if known else "200 result=0\n"
-        if command == "SET CALLERID":
-            # Only the first argument counts: 'SET CALLERID "IVR Test" <5551234>' sets the name
-            # "IVR Test" and no number (the recorded NewCallerid says CallerIDNum <unknown>).
-            match = re.match(r'^\s*"?([^"<]*?)"?\s*<([^>]*)>\s*$', args[0])
-            if match:
-                name, num = match.group(1).strip(), match.group(2).strip()
-            elif re.fullmatch(r"[0-9+*#()\- .]+", args[0].strip()):
-                name, num = "", args[0].strip()
-            else:
-                name, num = args[0].strip(), ""
-            channel.caller_name, channel.caller_num = name or "<unknown>", num or "<unknown>"
-            self.channel_event(channel, "NewCallerid", "call,all",
-                               [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")])
-            return "200 result=1\n"
-        if command == "SET MUSIC":
-            return "200 result=0\n"
-        if command == "DATABASE PUT":
-            self.astdb[(args[0], args[1])] = args[2]
-            return "200 result=1\n"
-        if command == "DATABASE GET":
-            value = self.astdb.get((args[0], args[1]))
-            return f"200 result=1 ({value})\n" if value is not None else "200 result=0\n"
-        if command == "DATABASE DEL":
-            return "200 result=1\n" if self.astdb.pop((args[0], args[1]), None) is not None else "200 result=0\n"
-        if command == "EXEC":
-            app = self.apps.get(args[0].lower())
-            if app is None:
-                return "200 result=-2\n"
-            await app(channel, ",".join(args[1:]) if len(args) > 2 else (args[1] if len(args) > 1 else ""))
-            return "200 result=0\n"
-        if command in ("STREAM FILE", "CONTROL STREAM FILE"):
-            outcome, endpos = await self.play(channel, args[0], args[1] if len(args) > 1 else "")
-            if outcome == "missing":
-                return "200 result=-1 endpos=0\n"
-            if command == "STREAM FILE":
-                # res_agi: PLAYBACKSTATUS is SUCCESS only when the file played to its end (01, 03b).
-                self.set_variable(channel, "PLAYBACKSTATUS", "SUCCESS" if outcome == "ok" else "FAILED")
-            if outcome == "hangup":
-                return f"200 result=-1 endpos={endpos}\n"
-            if outcome == "ok":
-                return f"200 result=0 endpos={endpos if command == 'STREAM FILE' else -1}\n"
-            return f"200 result={ord(outcome)} endpos={endpos}\n"
-        if command == "GET OPTION":
-            outcome, endpos = await self.play(channel, args[0], args[1])
-            if outcome in ("missing",):
-                return "200 result=-1 endpos=0\n"
-            if outcome == "hangup":
-                return f"200 result=-1 endpos={endpos}\n"
-            if outcome != "ok":
-                return f"200 result={ord(outcome)} endpos={endpos}\n"
-            timeout = float(args[2]) / 1000 if len(args) > 2 else 5.0
-            digits, timed_out = await self.read_digits(channel, timeout, 1)
-            if not channel.alive:
-                return "200 result=-1 endpos=0\n"
-            if digits and digits in args[1]:
-                return f"200 result={ord(digits)} endpos={endpos}\n"
-            return f"200 result=0 endpos={endpos}\n"
-        if command == "WAIT FOR DIGIT":
-            ms = float(args[0])
-            digits, timed_out = await self.read_digits(channel, None if ms < 0 else ms / 1000, 1)
-            if not channel.alive:
-                return "200 result=-1\n"
-            return f"200 result={ord(digits)}\n" if digits else "200 result=0\n"
-        if command == "GET DATA":
-            return await self._agi_get_data(channel, args)
-        if command in ("SAY DIGITS", "SAY NUMBER"):
-            # Each digit is one short file (digits/N) of about 0.6 s.
-            text = args[0]
-            if await self.wait_interruptible(channel, 0.6 * len(text) / self.speed):
-                return "200 result=-1\n"
-            return "200 result=0\n"
-        if command == "RECORD FILE":
-            return await self._agi_record_file(channel, args)
-        return "510 Invalid or unknown command\n"
-
-    async def _agi_get_data(self, channel: Channel, args: list[str]) -> str:
-        timeout = float(args[1]) / 1000 if len(args) > 1 and args[1] else 6.0
-        max_digits = int(args[2]) if len(args) > 2 and args[2] else 1024
-        # The prompt is interruptible by any digit; a digit keyed during it starts the input.
-        outcome, _ = await self.play(channel, args[0], "0123456789*#")
-        if outcome == "hangup" or not channel.alive:
-            return "200 result=-1\n"
-        digits = ""
-        if outcome not in ("ok", "missing"):
-            if outcome == "#":
-                return "200 result=\n"
-            digits = outcome
-        if len(digits) < max_digits:
-            more, timed_out = await self.read_digits(channel, timeout, max_digits - len(digits))
-            if not channel.alive:
-                return "200 result=-1\n"
-            digits += more
-            if timed_out and not digits:
-                return "200 result= (timeout)\n"
-            if timed_out:
-                return f"200 result={digits} (timeout)\n"
-        return f"200 result={digits}\n"
-
-    async def _agi_record_file(self, channel: Channel, args: list[str]) -> str:
-        # RECORD FILE name format escape_digits timeout [offset] [BEEP] [s=silence]
-        escape = args[2]
-        timeout = float(args[3]) / 1000 if args[3] and float(args[3]) > 0 else None
-        # s=<seconds>: Asterisk stops after that much silence, and a simulated caller sends no audio
-        # (res_agi then answers "(timeout)", as for the time limit).
-        for option in args[4:]:
-            if option.startswith("s=") and option[2:].isdigit() and int(option[2:]) > 0:
-                timeout = min(timeout, float(option[2:])) if timeout is not None else float(option[2:])
-        start = time.time()
-        digits, _ = await self.read_digits(channel, timeout, 1) if escape else ("", True)
-        seconds = time.time() - start
-        self._write_wav(Path(args[0] + "." + args[1]) if self.recordings_dir else None, seconds)
-        if not channel.alive:
-            return "200 result=-1 (hangup) endpos=%d\n" % int(seconds * 8000)
-        if digits:
-            return f"200 result={ord(digits)} (dtmf) endpos={int(seconds * 8000)}\n"
-        return f"200 result=0 (timeout) endpos={int(seconds * 8000)}\n"
-
-    def _write_wav(self, relative: Optional[Path], seconds: float) -> None:
-        # The simulator carries no audio: like a recording of a SIPp call, a valid empty WAV.
-        if relative is None or self.recordings_dir is None:
-            return
-        path = self.recordings_dir / relative
-        if ".." in path.relative_to(self.recordings_dir).parts:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(8000)
-
-    # ---- dialplan applications ----------------------------------------------------------
-    async def _answer(self, channel: Channel) -> None:
-        if channel.state != ChannelState.UP:
-            self.set_state(channel, ChannelState.UP)
-            if channel.endpoint:
-                self.device_state(channel, "INUSE")
-
-    async def _app_noop(self, channel: Channel, data: str) -> None:
-        return NEXT
-
-    async def _app_answer(self, channel: Channel, data: str) -> Optional[str]:
-        was_up = channel.state == ChannelState.UP
-        await self._answer(channel)
-        if not was_up:
-            # chan_pjsip waits for media after answering: the recording shows 500 ms.
-            await self.wait_interruptible(channel, 0.5 / self.speed)
-        return NEXT
-
-    async def _app_set(self, channel: Channel, data: str) -> Optional[str]:
-        name, sep, value = data.partition("=")
-        if not sep:
-            return NEXT
-        name = name.strip()
-        if name.upper().startswith("CDR("):
-            return NEXT
-        if name.upper().startswith("CALLERID("):
-            part = name[9:-1].lower()
-            if part == "num":
-                channel.caller_num = value
-            elif part == "name":
-                channel.caller_name = value
-            return NEXT
-        self.set_variable(channel, name, value)
-        return NEXT
-
-    def _goto(self, channel: Channel, target: str) -> Optional[str]:
-        parts = [p.strip() for p in split_args(target)]
-        if len(parts) == 1:
-            context, exten, priority = channel.context, channel.exten, parts[0]
-        elif len(parts) == 2:
-            context, exten, priority = channel.context, parts[0], parts[1]
-        else:
-            context, exten, priority = parts[0], parts[1], parts[2]
-        number = self.dialplan.resolve_priority(context, exten, priority)
-        if number is None:
-            log.warning("%s: Goto(%s) to a priority that does not exist", channel.name, target)
-            channel.hangup_cause = channel.hangup_cause or 16
-            return STOP
-        channel.context, channel.exten, channel.priority = context, exten, number
-        return JUMPED
-
-    async def _app_goto(self, channel: Channel, data: str) -> Optional[str]:
-        return self._goto(channel, data)
-
-    async def _app_gotoif(self, channel: Channel, data: str) -> Optional[str]:
-        condition, _, targets = data.partition("?")
-        true_target, _, false_target = targets.partition(":")
-        truthy = condition.strip() not in ("", "0")
-        target = true_target if truthy else false_target
-        if not target.strip():
-            return NEXT
-        return self._goto(channel, target)
-
-    async def _app_hangup(self, channel: Channel, data: str) -> Optional[str]:
-        cause = int(data) if data.strip().isdigit() else 16
-        channel.hangup_cause = cause
-        return STOP
-
-    async def _app_wait(self, channel: Channel, data: str) -> Optional[str]:
-        try:
-            seconds = float(data or 0)
-        except ValueError:
-            seconds = 0
-        await self.wait_interruptible(channel, seconds / self.speed)
-        return NEXT
-
-    async def _app_echo(self, channel: Channel, data: str) -> Optional[str]:
-        await self.wait_interruptible(channel, None)
-        return NEXT
-
-    async def _app_playback(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        status = "SUCCESS"
-        for name in args[0].split("&"):
-            outcome, _ = await self.play(channel, name)
-            if outcome == "missing":
-                status = "FAILED"
-            if outcome == "hangup":
-                break
-        channel.variables["PLAYBACKSTATUS"] = status
-        return NEXT
-
-    async def _app_musiconhold(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        moh_class = args[0] or "default"
-        duration = float(args[1]) / self.speed if len(args) > 1 and args[1].strip() else None
-        self.channel_event(channel, "MusicOnHoldStart", "call,all", [("Class", moh_class)])
-        await self.wait_interruptible(channel, duration)
-        if channel.alive:
-            self.channel_event(channel, "MusicOnHoldStop", "call,all")
-        return NEXT
-
-    async def _app_userevent(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        name, body = args[0], args[1:]
-        headers: Headers = [("UserEvent", name)]
-        for item in body:
-            # app_userevent: "key: value" pairs; an item without ':' is dropped.
-            key, sep, value = item.partition(":")
-            if sep:
-                headers.append((key.strip(), value.strip()))
-        self.channel_event(channel, "UserEvent", "user,all", headers)
-        return NEXT
-
-    async def _app_agi(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        url = args[0]
-        if not url.startswith("agi://"):
-            self.set_variable(channel, "AGISTATUS", "FAILURE")
-            return NEXT
-        status = await run_fastagi(self, channel, url, args[1:])
-        self.set_variable(channel, "AGISTATUS", status)
-        if status == "HANGUP" or not channel.alive:
-            return STOP
-        return NEXT
-
-    async def _app_mixmonitor(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        channel.mixmonitors += 1
-        self.set_variable(channel, "MIXMONITOR_FILENAME", args[0])
-        self.channel_event(channel, "MixMonitorStart", "call,all")
-        self._write_wav(Path(args[0]), 0)
-        return NEXT
-
-    async def _app_stopmixmonitor(self, channel: Channel, data: str) -> Optional[str]:
-        if channel.mixmonitors:
-            channel.mixmonitors -= 1
-            self.channel_event(channel, "MixMonitorStop", "call,all")
-        return NEXT
-
-    async def _app_dial(self, channel: Channel, data: str) -> Optional[str]:
-        args = split_args(data)
-        target = args[0].split("&")[0]
-        timeout = float(args[1]) / self.speed if len(args) > 1 and args[1].strip() else None
-        options = args[2] if len(args) > 2 else ""
-        tech, _, resource = target.partition("/")
-        endpoint = self.endpoints.get(resource) if tech.upper() == "PJSIP" else None
-        if endpoint is None or not endpoint.registered:
-            channel.variables["DIALSTATUS"] = "CHANUNAVAIL"
-            return NEXT
-        peer = self.new_channel(
-            "PJSIP", resource, endpoint.context, "s", caller_num=endpoint.callerid_num,
-            caller_name=endpoint.callerid_name, linkedid=channel.linkedid)
-        for name in filter(None, channel.variables.get("__inherit__", "").split(",")):
-            peer.variables[name] = channel.variables.get(name, "")
-        peer.connected_num, peer.connected_name = channel.caller_num, channel.caller_name
-        channel.peer, peer.peer = peer, channel
-        self.channel_event(channel, "DialBegin", "call,all", [*peer.snapshot("Dest"), ("DialString", target)])
-        channel.connected_num, channel.connected_name = peer.caller_num, peer.caller_name
-        self.channel_event(channel, "NewConnectedLine", "call,all")
-        call = IncomingCall(self, peer, channel)
-        peer.exten = channel.exten
-        self.set_state(peer, ChannelState.RINGING)
-        # The outgoing leg's own events while it rings, as in 01 (there AppQueue; Dial is AppDial).
-        self.channel_event(peer, "Newexten", "dialplan,all",
-                           [("Extension", peer.exten), ("Application", "AppDial"), ("AppData", "(Outgoing Line)")])
-        self.channel_event(peer, "NewConnectedLine", "call,all")
-        self.channel_event(channel, "DialState", "call,all", [*peer.snapshot("Dest"), ("DialStatus", "RINGING")])
-        self.device_state(peer, "RINGING")
-        endpoint.phone.ring(call)
-        status = await self._wait_dial(channel, call, timeout)
-        self.channel_event(channel, "DialEnd", "call,all", [*peer.snapshot("Dest"), ("DialStatus", status)])
-        channel.variables["DIALSTATUS"] = status
-        if status != "ANSWER":
-            peer.hangup_cause = {"NOANSWER": 19, "BUSY": 17, "CANCEL": 26}.get(status, 34)
-            call.ended.set()
-            self._finish(peer)
-            channel.peer = None
-            return STOP if status == "CANCEL" else NEXT
-        return await self._bridge(channel, peer, call, options)
-
-    async def _wait_dial(self, channel: Channel, call: IncomingCall, timeout: Optional[float]) -> str:
-        stop = asyncio.ensure_future(channel.interrupt.wait())
-        try:
-            done, _ = await asyncio.wait({call.result, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not channel.alive:
-            return "CANCEL"
-        if call.result in done:
-            result = call.result.result()
-            if result == "ANSWER":
-                self.set_state(call.channel, ChannelState.UP)
-            return result
-        if channel.redirect_to is not None:
-            return "CANCEL"
-        call.result.cancel()
-        return "NOANSWER"
-
-    async def _bridge(self, channel: Channel, peer: Channel, call: IncomingCall, options: str) -> Optional[str]:
-        self.device_state(peer, "INUSE")
-        bridge = Bridge()
-        self.emit("BridgeCreate", "call,all", bridge.headers())
-        for member in (peer, channel):
-            bridge.channels.append(member)
-            member.bridge = bridge
-            self._bridge_event(member, "BridgeEnter", bridge)
-        # Talk until one side hangs up.
-        first = asyncio.ensure_future(channel.interrupt.wait())
-        second = asyncio.ensure_future(peer.interrupt.wait())
-        await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
-        first.cancel()
-        second.cancel()
-        order = (channel, peer) if not channel.alive else (peer, channel)
-        for member in order:
-            bridge.channels.remove(member)
-            member.bridge = None
-            self._bridge_event(member, "BridgeLeave", bridge)
-        self.emit("BridgeDestroy", "call,all", bridge.headers())
-        caller_hung_up = not channel.alive
-        if peer.alive:
-            peer.hangup_cause = 16
-        call.ended.set()
-        self._finish(peer)
-        channel.peer = None
-        if caller_hung_up or channel.redirect_to is not None:
-            return STOP if caller_hung_up else NEXT
-        if "g" in options:
-            return NEXT
-        channel.hangup_cause = 16
-        return STOP
-
-    def _bridge_event(self, channel: Channel, event: str, bridge: Bridge) -> None:
+    def bridge_event(self, channel: Channel, event: str, bridge: Bridge) -> None:
         headers = [*bridge.headers(), *channel.snapshot()]
         self.ami.broadcast(event, "call,all", headers)
         listener = channel.listener
@@ -827,276 +280,3 @@ class PBX:
             listener.on_channel_event(channel, "Newchannel", channel.snapshot())
         self.start_dialplan(channel, context, exten, 1)
         return channel
-
-    # ---- AMI actions --------------------------------------------------------------------
-    def _channel_or_error(self, reply: Reply, fields: dict, message: str = "No such channel") -> Optional[Channel]:
-        name = fields.get("channel", "")
-        channel = self.channels.get(name)
-        if channel is None:
-            reply.error(message)
-        return channel
-
-    async def _ami_coreshowchannels(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        reply.list_start("Channels will follow")
-        channels = list(self.channels.values())
-        now = time.time()
-        for channel in channels:
-            seconds = int(now - channel.created_at)
-            duration = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-            reply.list_event("CoreShowChannel", [
-                *channel.snapshot(), ("Application", channel.application), ("ApplicationData", channel.app_data),
-                ("Duration", duration), ("BridgeId", channel.bridge.uniqueid if channel.bridge else "")])
-        reply.list_complete("CoreShowChannelsComplete", len(channels))
-
-    async def _ami_status(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        if fields.get("channel"):
-            channel = self._channel_or_error(reply, fields)
-            if channel is None:
-                return
-            channels = [channel]
-        else:
-            channels = list(self.channels.values())
-        reply.list_start("Channel status will follow")
-        now = time.time()
-        fmt = lambda c: "slin" if c.tech == "Local" else "ulaw"
-        for channel in channels:
-            reply.list_event("Status", [
-                ("Privilege", "Call"), *channel.snapshot(), ("Type", channel.tech), ("DNID", channel.dnid),
-                ("EffectiveConnectedLineNum", channel.connected_num),
-                ("EffectiveConnectedLineName", channel.connected_name), ("TimeToHangup", "0"),
-                ("BridgeID", channel.bridge.uniqueid if channel.bridge else ""),
-                ("Application", channel.application), ("Data", channel.app_data),
-                ("Nativeformats", f"({fmt(channel)})"), ("Readformat", fmt(channel)), ("Readtrans", ""),
-                ("Writeformat", fmt(channel)), ("Writetrans", ""), ("Callgroup", "0"), ("Pickupgroup", "0"),
-                ("Seconds", str(int(now - channel.created_at)))], action_id_last=True)
-        reply.list_complete("StatusComplete", len(channels), ("Items", str(len(channels))))
-
-    async def _ami_getvar(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        channel = None
-        if fields.get("channel"):
-            channel = self._channel_or_error(reply, fields)
-            if channel is None:
-                return
-        name = fields.get("variable", "")
-        reply.success(("Variable", name), ("Value", self.lookup(channel, name)))
-
-    async def _ami_setvar(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        channel = None
-        if fields.get("channel"):
-            channel = self._channel_or_error(reply, fields)
-            if channel is None:
-                return
-        self.set_variable(channel, fields.get("variable", ""), fields.get("value", ""))
-        reply.success(("Message", "Variable Set"))
-
-    async def _ami_redirect(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        name = fields.get("channel", "")
-        channel = self.channels.get(name)
-        if channel is None or not channel.alive:
-            reply.error(f"Channel does not exist: {name}")
-            return
-        context = fields.get("context", channel.context)
-        exten = fields.get("exten", "")
-        priority = self.dialplan.resolve_priority(context, exten, fields.get("priority", "1")) or 1
-        if channel.task is None:
-            reply.error("Redirect failed")
-            return
-        # A Redirect to an extension that does not exist still answers Success;
-        # the channel then falls off the dialplan and is hung up.
-        channel.redirect_to = (context, exten, priority)
-        channel.interrupt.set()
-        reply.success(("Message", "Redirect successful"))
-
-    async def _ami_hangup(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        name = fields.get("channel", "")
-        cause = int(fields["cause"]) if fields.get("cause", "").isdigit() else 16
-        if name.startswith("/") and name.endswith("/") and len(name) > 1:
-            try:
-                pattern = re.compile(name[1:-1])
-            except re.error:
-                reply.error("Invalid regex")
-                return
-            matched = [c for c in self.channels.values() if pattern.search(c.name)]
-            reply.list_start("Channels hung up will follow")
-            for channel in matched:
-                self.hangup_channel(channel, cause, soft=True)
-                reply.list_event("ChannelHungup", [("Channel", channel.name)])
-            reply.list_complete("ChannelsHungupListComplete", len(matched))
-            return
-        channel = self._channel_or_error(reply, fields)
-        if channel is None:
-            return
-        self.hangup_channel(channel, cause, soft=True)
-        reply.success(("Message", "Channel Hungup"))
-
-    async def _ami_command(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        command = fields.get("command", "").strip()
-        if command == "core show version":
-            output = [VERSION_LINE]
-        elif command == "core show channels concise":
-            output = ["!".join([c.name, c.context, c.exten, str(c.priority), ChannelState.DESC[c.state],
-                                c.application, c.app_data, c.caller_num, "", "", "3", "0", "", c.uniqueid])
-                      for c in self.channels.values()]
-        else:
-            best = " ".join(command.split()[:2])
-            reply.send([("Response", "Error"), ("Message", "Command output follows"),
-                        ("Output", f"No such command '{command}' (type 'core show help {best}' for other possible commands)")])
-            return
-        reply.send([("Response", "Success"), ("Message", "Command output follows"),
-                    *[("Output", line) for line in output]])
-
-    async def _ami_mixmonitor(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        if not fields.get("channel"):
-            reply.error("No channel specified")
-            return
-        channel = self._channel_or_error(reply, fields)
-        if channel is None:
-            return
-        await self._app_mixmonitor(channel, fields.get("file", f"{channel.uniqueid}.wav"))
-        reply.success()
-
-    async def _ami_stopmixmonitor(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        channel = self._channel_or_error(reply, fields)
-        if channel is None:
-            return
-        if not channel.mixmonitors:
-            reply.error("Could not stop monitoring channel")
-            return
-        await self._app_stopmixmonitor(channel, "")
-        reply.success()
-
-    async def _ami_userevent(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        name = fields.get("userevent", "")
-        extra = [(k, v) for k, v in raw if k.lower() not in ("action", "actionid", "userevent")]
-        self.emit("UserEvent", "user,all", [("UserEvent", name), *extra])
-        reply.success()
-
-    async def _ami_queuestatus(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        # The hotline does not use app_queue; like an Asterisk with no queues configured.
-        reply.list_start("Queue status will follow")
-        reply.list_complete("QueueStatusComplete", 0)
-
-    async def _ami_originate(self, reply: Reply, fields: dict, raw: Headers) -> None:
-        target = fields.get("channel", "")
-        if not target:
-            reply.error("Channel not specified")
-            return
-        is_async = fields.get("async", "").lower() in ("true", "yes", "1")
-        caller_num, caller_name = "<unknown>", "<unknown>"
-        match = re.match(r'^\s*"?([^"<]*)"?\s*<([^>]*)>\s*$', fields.get("callerid", ""))
-        if match:
-            caller_name, caller_num = match.group(1).strip() or "<unknown>", match.group(2) or "<unknown>"
-        variables = [v for k, v in raw if k.lower() == "variable"]
-        # ChannelId: the uniqueid the new channel gets (Asterisk refuses one already in use).
-        channel_id = fields.get("channelid", "")
-        if channel_id and any(c.uniqueid == channel_id for c in self.channels.values()):
-            reply.error("Originate failed")
-            return
-        timeout = float(fields.get("timeout", "30000")) / 1000 / self.speed
-        app, app_data = fields.get("application"), fields.get("data", "")
-        context, exten = fields.get("context", ""), fields.get("exten", "")
-        priority = fields.get("priority", "1")
-        details = ([("Application", app), ("Data", app_data)] if app else
-                   [("Context", context), ("Exten", exten)])
-
-        def respond(ok: bool, channel: Optional[Channel]) -> None:
-            self.emit("OriginateResponse", "call,all", [
-                ("ActionID", reply.action_id or ""), ("Response", "Success" if ok else "Failure"),
-                ("Channel", channel.name if channel else target), *details, ("Reason", "4" if ok else "0"),
-                ("Uniqueid", channel.uniqueid if channel else "<unknown>"),
-                ("CallerIDNum", caller_num), ("CallerIDName", caller_name)])
-
-        async def originate() -> Optional[Channel]:
-            tech, _, resource = target.partition("/")
-            if tech.upper() == "PJSIP" and "@" in resource:
-                # A number on the carrier trunk: only a simulated caller waiting for a call back answers.
-                number, _, trunk = resource.partition("@")
-                callee = self.trunk_callees.pop(number, None)
-                if callee is None or trunk not in self.endpoints:
-                    return None
-                channel = self.new_channel("PJSIP", trunk, context or self.endpoints[trunk].context, exten or "s",
-                                           caller_num=caller_num, caller_name=caller_name, uniqueid=channel_id)
-                channel.listener = callee
-                ring = callee.called_back
-            elif tech.upper() == "PJSIP":
-                endpoint = self.endpoints.get(resource)
-                if endpoint is None or not endpoint.registered:
-                    return None
-                channel = self.new_channel("PJSIP", resource, context or endpoint.context, exten or "s",
-                                           caller_num=caller_num, caller_name=caller_name, uniqueid=channel_id)
-                ring = endpoint.phone.ring
-            if tech.upper() == "PJSIP":
-                channel.connected_num, channel.connected_name = caller_num, caller_name
-                for item in variables:
-                    key, _, value = item.partition("=")
-                    channel.variables[key] = value
-                call = IncomingCall(self, channel, channel)
-                self.set_state(channel, ChannelState.RINGING)
-                ring(call)
-                try:
-                    result = await asyncio.wait_for(asyncio.shield(call.result), timeout)
-                except asyncio.TimeoutError:
-                    result = "NOANSWER"
-                if result != "ANSWER":
-                    channel.hangup_cause = 19
-                    self._finish(channel)
-                    return None
-                self.set_state(channel, ChannelState.UP)
-                channel.task = self.spawn(self._run_originated(channel, app, app_data, context, exten, priority))
-                return channel
-            if tech.upper() == "LOCAL":
-                local_exten, _, local_context = resource.partition("@")
-                local_context = local_context.split("/")[0]
-                if self.dialplan.find_extension(local_context, local_exten) is None:
-                    return None
-                base = f"Local/{resource}-{next(self._channel_seq):08x}"
-                one = self.new_channel("Local", "", context or local_context, exten or local_exten,
-                                       caller_num=caller_num, caller_name=caller_name, name=base + ";1",
-                                       uniqueid=channel_id)
-                # ";2" is the incoming side: it starts ringing (02b/03b Newchannel: 4 Ring).
-                two = self.new_channel("Local", "", local_context, local_exten, caller_num=caller_num,
-                                       caller_name=caller_name, linkedid=one.linkedid, name=base + ";2",
-                                       state=ChannelState.RING, uniqueid=fields.get("otherchannelid", ""))
-                one.local_peer, two.local_peer = two, one
-                for half in (one, two):
-                    half.connected_num, half.connected_name = caller_num, caller_name
-                for item in variables:
-                    key, _, value = item.partition("=")
-                    one.variables[key] = value
-                    two.variables[key] = value
-                self.set_state(one, ChannelState.UP)
-                self.start_dialplan(two, local_context, local_exten, 1)
-                one.task = self.spawn(self._run_originated(one, app, app_data, context, exten, priority))
-                return one
-            return None
-
-        if is_async:
-            reply.success(("Message", "Originate successfully queued"))
-
-            async def run() -> None:
-                channel = await originate()
-                respond(channel is not None, channel)
-            self.spawn(run())
-            return
-        channel = await originate()
-        if channel is None:
-            reply.error("Originate failed")
-        else:
-            reply.success(("Message", "Originate successfully queued"))
-
-    async def _run_originated(self, channel: Channel, app: Optional[str], app_data: str,
-                              context: str, exten: str, priority: str) -> None:
-        if app:
-            handler = self.apps.get(app.lower())
-            try:
-                if handler is not None:
-                    channel.application, channel.app_data = app, app_data
-                    await handler(channel, app_data)
-            finally:
-                if channel.alive:
-                    channel.hangup_cause = 16
-                self._finish(channel)
-            return
-        number = self.dialplan.resolve_priority(context, exten, priority) or 1
-        channel.context, channel.exten, channel.priority = context, exten, number
-        await self._run_channel(channel)

@@ -200,9 +200,10 @@ def evaluate_expression(text: str) -> str:
             return token[1:-1]
         # Adjacent bare words join with spaces, as Asterisk's lexer does for unquoted text.
         words = [token]
-        while peek() is not None and peek() not in {"(", ")", "=", "!=", "<", ">", "<=", ">=", "&", "|",
-                                                     "+", "-", "*", "/", "%", "?", ":", "=~", "!"} \
-                and not peek().startswith('"'):
+        while (following := peek()) is not None \
+                and following not in {"(", ")", "=", "!=", "<", ">", "<=", ">=", "&", "|",
+                                      "+", "-", "*", "/", "%", "?", ":", "=~", "!"} \
+                and not following.startswith('"'):
             words.append(take())
         return " ".join(words)
 

@@ -10,12 +10,10 @@ from pbxsim.recorded import RECORDED
 from pbxsim.asterisk_conf import (
     AsteriskConf,
     ConfError,
-    DialplanLine,
     load_conf,
     parse_conf,
-    parse_dialplan,
-    split_app,
 )
+from pbxsim.extensions_conf import DialplanLine, parse_dialplan, split_app
 
 SHARED = RECORDED
 REFERENCE_CONFIG = SHARED / "config-reference"

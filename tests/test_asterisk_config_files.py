@@ -17,7 +17,8 @@ from typing import Optional
 import pytest
 
 from pbxsim.recorded import RECORDED
-from pbxsim.asterisk_conf import AsteriskConf, DialplanLine, Section, load_conf, parse_dialplan
+from pbxsim.asterisk_conf import AsteriskConf, Section, load_conf
+from pbxsim.extensions_conf import DialplanLine, parse_dialplan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "asterisk-config"
