@@ -41,6 +41,11 @@ class WriteBack:
             self._task = asyncio.create_task(self._write_back())
 
     @property
+    def writing(self) -> bool:
+        """The loop that writes back what is kept is running."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def pending(self) -> bool:
         return bool(self.records or self.directory.dirty or self.directory.unsaved_rows)
 

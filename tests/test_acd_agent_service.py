@@ -62,7 +62,7 @@ async def test_with_redis_down_a_verb_is_kept_in_memory_and_written_back_later(c
     assert change.stored is False and change.agent.state == expected
     assert core.directory.get(agent_id).state == expected
     assert agent_id in core.directory.dirty and len(core.directory.unsaved_rows) == 1
-    assert core.writeback.pending and core.writeback._task is not None and not core.writeback._task.done()
+    assert core.writeback.pending and core.writeback.writing
 
 
 async def test_with_redis_down_the_acds_own_steps_behave_like_the_verbs(core):
@@ -73,7 +73,7 @@ async def test_with_redis_down_the_acds_own_steps_behave_like_the_verbs(core):
     assert await core.agents.change("1001", AgentState.ON_CALL) is True
     assert core.directory.get("1001").state == AgentState.LOGGED_OUT
     assert core.directory.dirty == {"1002"} and len(core.directory.unsaved_rows) == 2
-    assert core.writeback._task is not None and not core.writeback._task.done()
+    assert core.writeback.writing
 
 
 async def test_with_redis_down_a_profile_change_changes_nothing(core):
