@@ -11,7 +11,7 @@ or by hanging up, and a recording cut by a hang-up is kept too.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .agi import AGIHangup
 from .menu import Target
@@ -56,7 +56,7 @@ class LeaveMessage:
         name = f"{MESSAGES_DIR}/{uniqueid}"
         await call.play("message", "message-record")
         call.path.begin("message", None)
-        message = {"file": f"{name}.wav", "seconds": None}
+        message: dict[str, Any] = {"file": f"{name}.wav", "seconds": None}
         call.path.extra["message"] = message
         # A hang-up (AGIHangup) is how many callers end a message: the file is kept, and the
         # open step is closed as the hang-up node by the call flow.

@@ -289,17 +289,20 @@ class HotlineIvr:
             if target.prompt and target.kind != "hangup":
                 await call.play(call.path.node, target.prompt)
             if target.kind == "service":
-                target = await self.services[target.service](call)  # type: ignore[index]
+                assert target.service is not None
+                target = await self.services[target.service](call)
                 continue
             if target.kind == "transfer":
-                transfer = plan.transfers[target.transfer]  # type: ignore[index]
+                assert target.transfer is not None
+                transfer = plan.transfers[target.transfer]
                 if transfer.hours is not None and not plan.hours[transfer.hours].open_at(self.local_time()):
                     # The group's own hours, even when no hours node guards the way to it.
                     call.path.note(call.path.node, f"closed:{transfer.name}")
                     return plan.fallback
             if target.kind != "goto":
                 return target
-            node = plan.nodes[target.node]  # type: ignore[index]
+            assert target.node is not None
+            node = plan.nodes[target.node]
             call.path.node = node.name
             target = await self._run_node(call, node)
         call.session.log.warning("more than %d nodes in one call: fallback queue", MAX_HOPS)
@@ -323,7 +326,8 @@ class HotlineIvr:
             assert target is not None
             return target
         if node.kind == "hours":
-            hours = call.plan.hours[node.hours]  # type: ignore[index]
+            assert node.hours is not None
+            hours = call.plan.hours[node.hours]
             is_open = hours.open_at(self.local_time())
             call.path.note(node.name, "open" if is_open else "closed")
             target = node.next if is_open else node.closed
@@ -393,8 +397,9 @@ class HotlineIvr:
     # ------------------------------------------------------------------ leaving the IVR
 
     def _route(self, call: Call, target: Target) -> Route:
-        return Route(target.queue or call.plan.fallback.queue, call.plan.skills_for(target, call.language),
-                     target.priority, call.language)
+        queue = target.queue or call.plan.fallback.queue
+        assert queue is not None  # a plan's fallback is always a queue (the menu reader insists)
+        return Route(queue, call.plan.skills_for(target, call.language), target.priority, call.language)
 
     async def _hand_over(self, call: Call, target: Target) -> Optional[Route]:
         session, path, plan = call.session, call.path, call.plan
@@ -406,7 +411,8 @@ class HotlineIvr:
             await session.set_variable("HOTLINE_IVR_RESULT", "completed")
             return None
         if target.kind == "transfer":
-            transfer = plan.transfers[target.transfer]  # type: ignore[index]
+            assert target.transfer is not None
+            transfer = plan.transfers[target.transfer]
             route = self._route(call, plan.fallback)
             path.node = "transfer"
             await self._set_route(session, route)  # if the number fails, a person still answers

@@ -516,7 +516,7 @@ def check_plan(plan: LinePlan, sounds_dir: Optional[Path] = SOUNDS_DIR) -> list[
     src = plan.source
 
     def edges(node: Node) -> list[str]:
-        return [t.node for _, t in node.targets() if t.kind == "goto" and t.node in plan.nodes]
+        return [t.node for _, t in node.targets() if t.kind == "goto" and t.node is not None and t.node in plan.nodes]
 
     for node in plan.nodes.values():
         for where, target in node.targets():

@@ -56,7 +56,7 @@ class Survey:
             for _ in range(self.tries):
                 digits = await session.get_data(PROMPT, self.timeout_ms, 1)
                 _check_alive(session)
-                if digits in SCORES:
+                if digits is not None and digits in SCORES:
                     doc.update(score=SCORES[digits], digits=digits, result="answered")
                     break
                 if digits:  # a key that is not a rating: say so and ask again
