@@ -36,7 +36,7 @@ from hotline.model import SkillError, parse_skills
 
 from .after_hours import MESSAGES_DIR
 from .agi import AGIHangup
-from .fastagi import AGISession
+from .session import AGISession
 
 __all__ = ["Announce", "DEFAULT_HANDLE_S", "estimate_wait"]
 

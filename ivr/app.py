@@ -27,7 +27,8 @@ from typing import Any, Optional
 from hotline.keys import Keys
 
 from .agi import AGIError, AGIHangup
-from .fastagi import AGIHandler, AGISession
+from .fastagi import AGIHandler
+from .session import AGISession
 from .menu import LANGUAGES, LinePlan, Node, Target, load_lines, normalize_number, prompt_sound
 
 __all__ = [

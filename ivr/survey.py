@@ -25,7 +25,7 @@ from hotline.live import SURVEY_SCORES
 from hotline.model import valid_name
 
 from .agi import AGIHangup
-from .fastagi import AGISession
+from .session import AGISession
 
 __all__ = ["SCORES", "SURVEY_TTL", "Survey"]
 
