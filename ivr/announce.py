@@ -36,6 +36,7 @@ from hotline.model import SkillError, parse_skills
 
 from .after_hours import MESSAGES_DIR
 from .agi import AGIHangup
+from .call import IVR_PATH_TTL
 from .session import AGISession
 
 __all__ = ["Announce", "DEFAULT_HANDLE_S", "estimate_wait"]
@@ -43,7 +44,6 @@ __all__ = ["Announce", "DEFAULT_HANDLE_S", "estimate_wait"]
 DEFAULT_HANDLE_S = 180.0
 SERVING_STATES = ("ready", "reserved", "on_call", "wrapup")
 OFFER_KEYS = {"callback": "1", "message": "2"}
-PATH_TTL = 86400
 _UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
 _ENDPOS = re.compile(r"endpos=(-?\d+)")
 
@@ -193,7 +193,7 @@ class Announce:
                     path["queue_announcements"] = path["queue_announcements"][-50:]
                 path.update(fields)
                 await self.redis.set(Keys.ivr_path(uniqueid), json.dumps(path, ensure_ascii=False,
-                                                                         separators=(",", ":")), ex=PATH_TTL)
+                                                                         separators=(",", ":")), ex=IVR_PATH_TTL)
         except Exception as exc:  # Redis down: the call goes on without the note
             session.log.warning("could not store the queue announcement in Redis: %r", exc)
 

@@ -29,7 +29,7 @@ from .after_hours import Callback, LeaveMessage
 from .agi import AGIError, AGIHangup
 from .announce import Announce
 # Route, IvrPath, Call... are re-exported: code that imported them from ivr.app keeps working.
-from .call import IVR_PATH_KEY, IVR_PATH_TTL, Call, IvrPath, Route, Service, check_alive, ivr_path_key
+from .call import IVR_PATH_TTL, Call, IvrPath, Route, Service, check_alive, ivr_path_key
 from .fastagi import AGIHandler
 from .menu import LinePlan, Node, Target, load_lines, normalize_number, prompt_sound
 from .progress import ProgressQuery
@@ -37,7 +37,6 @@ from .session import AGISession
 from .survey import Survey
 
 __all__ = [
-    "IVR_PATH_KEY",
     "IVR_PATH_TTL",
     "MAX_HOPS",
     "Route",
@@ -290,7 +289,7 @@ class HotlineIvr:
         document = json.dumps(path.to_dict(), ensure_ascii=False, separators=(",", ":"))
         try:
             async with asyncio.timeout(self.store_timeout):
-                await self.redis.set(ivr_path_key(path.uniqueid), document, ex=IVR_PATH_TTL)
+                await self.redis.set(Keys.ivr_path(path.uniqueid), document, ex=IVR_PATH_TTL)
         except Exception as exc:  # Redis down or slow: the call itself is already handed on
             session.log.warning("could not store the IVR path in Redis: %r", exc)
 

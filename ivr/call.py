@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from hotline.keys import Keys
+
 from .agi import AGIHangup
 from .menu import LANGUAGES, LinePlan, Target, prompt_sound
 from .session import AGISession
 
 __all__ = [
-    "IVR_PATH_KEY",
     "IVR_PATH_TTL",
     "Route",
     "IvrPath",
@@ -29,7 +30,6 @@ __all__ = [
     "ivr_path_key",
 ]
 
-IVR_PATH_KEY = "hotline:ivr:{uniqueid}"
 IVR_PATH_TTL = 86400  # seconds: the path is for the ACD and today's reports
 
 _NAME = r"[A-Za-z0-9_-]+"
@@ -59,7 +59,8 @@ class Route:
 
 
 def ivr_path_key(uniqueid: str) -> str:
-    return IVR_PATH_KEY.format(uniqueid=uniqueid)
+    """Where a call's path is kept: the core's key (:meth:`hotline.keys.Keys.ivr_path`)."""
+    return Keys.ivr_path(uniqueid)
 
 
 # --------------------------------------------------------------------------- the caller's path
