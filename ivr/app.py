@@ -51,7 +51,8 @@ __all__ = [
 
 MAX_HOPS = 64  # nodes one call may visit before the IVR gives up and finds a person
 
-# A sound name read back from Redis (the broadcast): a path below the sounds directory.
+# A sound name read back from Redis (the broadcast): a path below the sounds directory, names
+# joined by '/', so not hotline.model.valid_name (one name, which a '/' would fail).
 _SOUND = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
 
 

@@ -9,12 +9,12 @@ The call flow that walks the menus is ``ivr/app.py``.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hotline.keys import Keys
+from hotline.model import SKILL_SEPARATOR, valid_name
 
 from .agi import AGIHangup
 from .menu import LANGUAGES, LinePlan, Target, prompt_sound
@@ -32,10 +32,17 @@ __all__ = [
 
 IVR_PATH_TTL = 86400  # seconds: the path is for the ACD and today's reports
 
-_NAME = r"[A-Za-z0-9_-]+"
-_QUEUE = re.compile(_NAME)
-# "+" joins skills: Asterisk would split a comma inside UserEvent() arguments.
-_SKILLS = re.compile(rf"{_NAME}:\d+(?:\+{_NAME}:\d+)*")
+
+def _is_name(text: str) -> bool:
+    # The core's names; its check lets a final newline through ('$'), which a route never had.
+    return valid_name(text) and not text.endswith("\n")
+
+
+def _is_skills(text: str) -> bool:
+    """``skill:level[+skill:level...]`` as :func:`hotline.model.format_skills` writes them ('+', not
+    ',': Asterisk would split a comma inside UserEvent() arguments)."""
+    parts = [part.partition(":") for part in text.split(SKILL_SEPARATOR)]
+    return all(sep and _is_name(name) and level.isdecimal() for name, sep, level in parts)
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,9 @@ class Route:
     lang: str = "zh"
 
     def __post_init__(self) -> None:
-        if not _QUEUE.fullmatch(self.queue):
+        if not _is_name(self.queue):
             raise ValueError(f"queue {self.queue!r}: letters, digits, '-' or '_' only")
-        if not _SKILLS.fullmatch(self.skills):
+        if not _is_skills(self.skills):
             raise ValueError(f"skills {self.skills!r}: expected skill:level[+skill:level...]")
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise ValueError(f"priority {self.priority!r}: must be an integer")
