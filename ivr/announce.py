@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from hotline.keys import Keys
+from hotline.live import LiveCall
 from hotline.model import SkillError, parse_skills
 
 from .after_hours import MESSAGES_DIR
@@ -85,11 +86,13 @@ class Announce:
         finally:
             await session.close()
 
-    async def position(self, uniqueid: str) -> Optional[tuple[dict, int]]:
-        """(call hash, position in its queue), or None if the call is not waiting."""
-        call = await self.redis.hgetall(Keys.call(uniqueid))
+    async def position(self, uniqueid: str) -> Optional[tuple[LiveCall, int]]:
+        """(the call as the ACD keeps it, position in its queue), or None if the call is not waiting."""
+        data = await self.redis.hgetall(Keys.call(uniqueid))
+        # Lenient: a field the ACD left out or garbled reads as its default; the caller still hears the rest.
+        call = LiveCall.from_redis(data or {}, uniqueid=uniqueid, lenient=True)
         score = await self.redis.zscore(Keys.waiting, uniqueid)
-        queue = call.get("queue") if call else None
+        queue = call.queue
         if not queue or score is None:
             return None
         buckets = [b for b in await self.redis.smembers(Keys.buckets) if b.split(":", 1)[0] == queue]
@@ -128,9 +131,10 @@ class Announce:
         if found is None:
             return
         call, position = found
-        queue = call["queue"]
+        queue = call.queue
+        assert queue is not None  # position() finds only calls in a queue
         handle_times = [float(x) for x in await self.redis.lrange(Keys.handle_times(queue), 0, -1)]
-        agents = await self.serving_agents(call.get("skills", ""))
+        agents = await self.serving_agents(call.skills)
         ewt = estimate_wait(position, handle_times, agents)
         await self._store(session, announcement={"at": self.clock(), "queue": queue, "position": position,
                                                  "ewt_s": ewt, "agents": agents})
@@ -139,7 +143,7 @@ class Announce:
         if ewt is not None:
             await _play(session, "hotline/queue-wait")
             await _say(session, math.ceil(ewt / 60))
-        offers = [o for o in (call.get("offer") or "").split("+") if o in OFFER_KEYS]
+        offers = [o for o in call.offer.split("+") if o in OFFER_KEYS]
         if not offers:
             return
         keys = "".join(OFFER_KEYS[o] for o in offers)
