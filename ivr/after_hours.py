@@ -15,7 +15,7 @@ from typing import Any
 
 from .agi import AGIHangup
 from .call import Call
-from .menu import Target
+from .menu_model import Target
 
 __all__ = ["Callback", "LeaveMessage", "MESSAGES_DIR"]
 

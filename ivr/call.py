@@ -17,7 +17,7 @@ from hotline.keys import Keys
 from hotline.model import SKILL_SEPARATOR, valid_name
 
 from .agi import AGIHangup
-from .menu import LANGUAGES, LinePlan, Target, prompt_sound
+from .menu_model import LANGUAGES, LinePlan, Target, prompt_sound
 from .session import AGISession
 
 __all__ = [

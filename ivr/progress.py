@@ -18,7 +18,7 @@ from typing import Optional
 import aiohttp
 
 from .call import Call
-from .menu import Target
+from .menu_model import Target
 
 __all__ = ["ProgressQuery", "STATUSES"]
 

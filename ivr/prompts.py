@@ -19,7 +19,7 @@ from typing import Optional
 
 import yaml
 
-from .menu import LANGUAGES, SOUNDS_DIR
+from .menu_model import LANGUAGES, SOUNDS_DIR
 
 __all__ = ["PROMPTS_FILE", "PromptError", "load_texts", "build", "main"]
 
