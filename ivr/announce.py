@@ -38,7 +38,7 @@ from hotline.model import SkillError, parse_skills
 from .after_hours import MESSAGES_DIR
 from .agi import AGIHangup
 from .call import IVR_PATH_TTL
-from .session import AGISession
+from .session import AGISession, check_alive
 
 __all__ = ["Announce", "DEFAULT_HANDLE_S", "estimate_wait"]
 
@@ -150,13 +150,13 @@ class Announce:
         digit = ""
         for offer in offers[:-1]:
             reply = await session.stream_file(f"hotline/queue-offer-{offer}", keys)
-            _check_alive(session)
+            check_alive(session)
             if reply.result not in ("0", "-1"):
                 digit = chr(int(reply.result))
                 break
         if not digit:
             digit = await session.get_data(f"hotline/queue-offer-{offers[-1]}", self.timeout_ms, 1) or ""
-            _check_alive(session)
+            check_alive(session)
         chosen = next((o for o in offers if OFFER_KEYS[o] == digit), None)
         if chosen is not None:
             await session.set_variable("HOTLINE_WAIT_CHOICE", chosen)
@@ -174,7 +174,7 @@ class Announce:
         if endpos:
             message["seconds"] = round(max(0, int(endpos.group(1))) / 8000, 1)
         await self._store(session, message=message)
-        _check_alive(session)
+        check_alive(session)
         await _play(session, "hotline/message-saved")
         await _play(session, "hotline/goodbye")
 
@@ -206,14 +206,9 @@ async def _play(session: AGISession, sound: str) -> None:
     reply = await session.stream_file(sound)
     if reply.result == "-1":
         await session.noop()
-    _check_alive(session)
+    check_alive(session)
 
 
 async def _say(session: AGISession, number: int) -> None:
     await session.command("SAY NUMBER", number, "")
-    _check_alive(session)
-
-
-def _check_alive(session: AGISession) -> None:
-    if session.hung_up:
-        raise AGIHangup("the caller hung up")
+    check_alive(session)

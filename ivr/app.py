@@ -29,12 +29,12 @@ from .after_hours import Callback, LeaveMessage
 from .agi import AGIError, AGIHangup
 from .announce import Announce
 # Route, IvrPath, Call... are re-exported: code that imported them from ivr.app keeps working.
-from .call import IVR_PATH_TTL, Call, IvrPath, Route, Service, check_alive, ivr_path_key
+from .call import IVR_PATH_TTL, Call, IvrPath, Route, Service, ivr_path_key
 from .fastagi import AGIHandler
 from .menu import load_lines
 from .menu_model import LinePlan, Node, Target, normalize_number, prompt_sound
 from .progress import ProgressQuery
-from .session import AGISession
+from .session import AGISession, check_alive
 from .survey import Survey
 
 __all__ = [

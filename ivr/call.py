@@ -16,9 +16,8 @@ from typing import Any, Optional
 from hotline.keys import Keys
 from hotline.model import SKILL_SEPARATOR, valid_name
 
-from .agi import AGIHangup
 from .menu_model import LANGUAGES, LinePlan, Target, prompt_sound
-from .session import AGISession
+from .session import AGISession, check_alive
 
 __all__ = [
     "IVR_PATH_TTL",
@@ -26,7 +25,6 @@ __all__ = [
     "IvrPath",
     "Call",
     "Service",
-    "check_alive",
     "ivr_path_key",
 ]
 
@@ -212,9 +210,3 @@ class Call:
 
 # A service (progress query...) takes the call and says where it goes next.
 Service = Callable[[Call], Awaitable[Target]]
-
-
-def check_alive(session: AGISession) -> None:
-    """Raise :class:`AGIHangup` once Asterisk said the caller is gone."""
-    if session.hung_up:
-        raise AGIHangup("the caller hung up")

@@ -26,7 +26,7 @@ from .agi import (
     parse_response,
 )
 
-__all__ = ["AGISession", "close_writer"]
+__all__ = ["AGISession", "check_alive", "close_writer"]
 
 # The server's logger: everything FastAGI logs, sessions included, goes under one name.
 log = logging.getLogger("ivr.fastagi")
@@ -304,3 +304,8 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
     except (TimeoutError, ConnectionError, OSError):
         writer.transport.abort()
 
+
+def check_alive(session: AGISession) -> None:
+    """Raise :class:`AGIHangup` once Asterisk said the caller is gone (handlers call it after a command)."""
+    if session.hung_up:
+        raise AGIHangup("the caller hung up")
