@@ -11,13 +11,11 @@ or by hanging up, and a recording cut by a hang-up is kept too.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .agi import AGIHangup
-from .menu import Target
-
-if TYPE_CHECKING:
-    from .app import Call
+from .call import Call
+from .menu_model import Target
 
 __all__ = ["Callback", "LeaveMessage", "MESSAGES_DIR"]
 
@@ -29,12 +27,12 @@ _ENDPOS = re.compile(r"endpos=(-?\d+)")
 class Callback:
     """The ``callback`` service: note the caller's number for a call back, confirm, end the call."""
 
-    async def __call__(self, call: "Call") -> Target:
+    async def __call__(self, call: Call) -> Target:
         if len(call.caller) < 5:
             # No usable caller ID (withheld, or not a number): a person takes the details.
             call.path.note("callback", "no-number")
             return call.plan.fallback
-        call.path.extra["callback"] = {"number": call.caller, "requested_at": call.ivr.clock()}
+        call.path.extra["callback"] = {"number": call.caller, "requested_at": call.clock()}
         call.path.note("callback", "requested")
         await call.play("callback", "callback-confirm")
         return Target("hangup", prompt="goodbye")
@@ -47,7 +45,7 @@ class LeaveMessage:
         self.max_seconds = max_seconds
         self.silence_s = silence_s
 
-    async def __call__(self, call: "Call") -> Target:
+    async def __call__(self, call: Call) -> Target:
         uniqueid = call.session.uniqueid
         if not _UNIQUEID.fullmatch(uniqueid):
             # The file name comes from the channel: only Asterisk's own uniqueid shape is used.
@@ -56,7 +54,7 @@ class LeaveMessage:
         name = f"{MESSAGES_DIR}/{uniqueid}"
         await call.play("message", "message-record")
         call.path.begin("message", None)
-        message = {"file": f"{name}.wav", "seconds": None}
+        message: dict[str, Any] = {"file": f"{name}.wav", "seconds": None}
         call.path.extra["message"] = message
         # A hang-up (AGIHangup) is how many callers end a message: the file is kept, and the
         # open step is closed as the hang-up node by the call flow.

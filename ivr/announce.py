@@ -32,18 +32,19 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from hotline.keys import Keys
+from hotline.live import LiveCall
 from hotline.model import SkillError, parse_skills
 
 from .after_hours import MESSAGES_DIR
 from .agi import AGIHangup
-from .fastagi import AGISession
+from .call import IVR_PATH_TTL
+from .session import AGISession, check_alive
 
 __all__ = ["Announce", "DEFAULT_HANDLE_S", "estimate_wait"]
 
 DEFAULT_HANDLE_S = 180.0
 SERVING_STATES = ("ready", "reserved", "on_call", "wrapup")
 OFFER_KEYS = {"callback": "1", "message": "2"}
-PATH_TTL = 86400
 _UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
 _ENDPOS = re.compile(r"endpos=(-?\d+)")
 
@@ -85,11 +86,13 @@ class Announce:
         finally:
             await session.close()
 
-    async def position(self, uniqueid: str) -> Optional[tuple[dict, int]]:
-        """(call hash, position in its queue), or None if the call is not waiting."""
-        call = await self.redis.hgetall(Keys.call(uniqueid))
+    async def position(self, uniqueid: str) -> Optional[tuple[LiveCall, int]]:
+        """(the call as the ACD keeps it, position in its queue), or None if the call is not waiting."""
+        data = await self.redis.hgetall(Keys.call(uniqueid))
+        # Lenient: a field the ACD left out or garbled reads as its default; the caller still hears the rest.
+        call = LiveCall.from_redis(data or {}, uniqueid=uniqueid, lenient=True)
         score = await self.redis.zscore(Keys.waiting, uniqueid)
-        queue = call.get("queue") if call else None
+        queue = call.queue
         if not queue or score is None:
             return None
         buckets = [b for b in await self.redis.smembers(Keys.buckets) if b.split(":", 1)[0] == queue]
@@ -128,9 +131,10 @@ class Announce:
         if found is None:
             return
         call, position = found
-        queue = call["queue"]
+        queue = call.queue
+        assert queue is not None  # position() finds only calls in a queue
         handle_times = [float(x) for x in await self.redis.lrange(Keys.handle_times(queue), 0, -1)]
-        agents = await self.serving_agents(call.get("skills", ""))
+        agents = await self.serving_agents(call.skills)
         ewt = estimate_wait(position, handle_times, agents)
         await self._store(session, announcement={"at": self.clock(), "queue": queue, "position": position,
                                                  "ewt_s": ewt, "agents": agents})
@@ -139,20 +143,20 @@ class Announce:
         if ewt is not None:
             await _play(session, "hotline/queue-wait")
             await _say(session, math.ceil(ewt / 60))
-        offers = [o for o in (call.get("offer") or "").split("+") if o in OFFER_KEYS]
+        offers = [o for o in call.offer.split("+") if o in OFFER_KEYS]
         if not offers:
             return
         keys = "".join(OFFER_KEYS[o] for o in offers)
         digit = ""
         for offer in offers[:-1]:
             reply = await session.stream_file(f"hotline/queue-offer-{offer}", keys)
-            _check_alive(session)
+            check_alive(session)
             if reply.result not in ("0", "-1"):
                 digit = chr(int(reply.result))
                 break
         if not digit:
             digit = await session.get_data(f"hotline/queue-offer-{offers[-1]}", self.timeout_ms, 1) or ""
-            _check_alive(session)
+            check_alive(session)
         chosen = next((o for o in offers if OFFER_KEYS[o] == digit), None)
         if chosen is not None:
             await session.set_variable("HOTLINE_WAIT_CHOICE", chosen)
@@ -170,7 +174,7 @@ class Announce:
         if endpos:
             message["seconds"] = round(max(0, int(endpos.group(1))) / 8000, 1)
         await self._store(session, message=message)
-        _check_alive(session)
+        check_alive(session)
         await _play(session, "hotline/message-saved")
         await _play(session, "hotline/goodbye")
 
@@ -193,7 +197,7 @@ class Announce:
                     path["queue_announcements"] = path["queue_announcements"][-50:]
                 path.update(fields)
                 await self.redis.set(Keys.ivr_path(uniqueid), json.dumps(path, ensure_ascii=False,
-                                                                         separators=(",", ":")), ex=PATH_TTL)
+                                                                         separators=(",", ":")), ex=IVR_PATH_TTL)
         except Exception as exc:  # Redis down: the call goes on without the note
             session.log.warning("could not store the queue announcement in Redis: %r", exc)
 
@@ -202,14 +206,9 @@ async def _play(session: AGISession, sound: str) -> None:
     reply = await session.stream_file(sound)
     if reply.result == "-1":
         await session.noop()
-    _check_alive(session)
+    check_alive(session)
 
 
 async def _say(session: AGISession, number: int) -> None:
     await session.command("SAY NUMBER", number, "")
-    _check_alive(session)
-
-
-def _check_alive(session: AGISession) -> None:
-    if session.hung_up:
-        raise AGIHangup("the caller hung up")
+    check_alive(session)

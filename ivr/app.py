@@ -10,8 +10,8 @@ variables are set too, so a failed transfer still reaches a person). The path
 the caller took (nodes, prompts, keys, timings) is kept in Redis under
 ``hotline:ivr:{uniqueid}`` for a day.
 
-The menus are data (:mod:`ivr.menu`); this module knows the call flow, not the
-AGI wire format (``ivr/agi.py`` and ``ivr/fastagi.py``).
+The menus are data (:mod:`ivr.menu`) and the call they drive is :mod:`ivr.call`; this module
+knows the call flow, not the AGI wire format (``ivr/agi.py``, ``ivr/session.py``).
 """
 from __future__ import annotations
 
@@ -20,18 +20,24 @@ import datetime as dt
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 from hotline.keys import Keys
 
+from .after_hours import Callback, LeaveMessage
 from .agi import AGIError, AGIHangup
-from .fastagi import AGIHandler, AGISession
-from .menu import LANGUAGES, LinePlan, Node, Target, load_lines, normalize_number, prompt_sound
+from .announce import Announce
+# Route, IvrPath, Call... are re-exported: code that imported them from ivr.app keeps working.
+from .call import IVR_PATH_TTL, Call, IvrPath, Route, Service, ivr_path_key
+from .fastagi import AGIHandler
+from .menu import load_lines
+from .menu_model import LinePlan, Node, Target, normalize_number, prompt_sound
+from .progress import ProgressQuery
+from .session import AGISession, check_alive
+from .survey import Survey
 
 __all__ = [
-    "IVR_PATH_KEY",
     "IVR_PATH_TTL",
     "MAX_HOPS",
     "Route",
@@ -44,170 +50,11 @@ __all__ = [
     "default_services",
 ]
 
-IVR_PATH_KEY = "hotline:ivr:{uniqueid}"
-IVR_PATH_TTL = 86400  # seconds: the path is for the ACD and today's reports
-MAX_HOPS = 64         # nodes one call may visit before the IVR gives up and finds a person
+MAX_HOPS = 64  # nodes one call may visit before the IVR gives up and finds a person
 
-_NAME = r"[A-Za-z0-9_-]+"
-_QUEUE = re.compile(_NAME)
-# "+" joins skills: Asterisk would split a comma inside UserEvent() arguments.
-_SKILLS = re.compile(rf"{_NAME}:\d+(?:\+{_NAME}:\d+)*")
-# A sound name read back from Redis (the broadcast): a path below the sounds directory.
+# A sound name read back from Redis (the broadcast): a path below the sounds directory, names
+# joined by '/', so not hotline.model.valid_name (one name, which a '/' would fail).
 _SOUND = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where a caller goes: the channel variables the dialplan and the ACD read."""
-
-    queue: str
-    skills: str
-    priority: int = 0
-    lang: str = "zh"
-
-    def __post_init__(self) -> None:
-        if not _QUEUE.fullmatch(self.queue):
-            raise ValueError(f"queue {self.queue!r}: letters, digits, '-' or '_' only")
-        if not _SKILLS.fullmatch(self.skills):
-            raise ValueError(f"skills {self.skills!r}: expected skill:level[+skill:level...]")
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise ValueError(f"priority {self.priority!r}: must be an integer")
-        if self.lang not in LANGUAGES:
-            raise ValueError(f"lang {self.lang!r}: one of {sorted(LANGUAGES)}")
-
-
-def ivr_path_key(uniqueid: str) -> str:
-    return IVR_PATH_KEY.format(uniqueid=uniqueid)
-
-
-# --------------------------------------------------------------------------- the caller's path
-
-
-@dataclass
-class IvrPath:
-    """The steps of one call through the IVR, as stored in Redis.
-
-    A step is one prompt played (or one decision taken) in a node: ``{node,
-    prompt, digits, result, started_at, ended_at}`` with result ``ok``,
-    ``invalid``, ``timeout``, ``hangup``, ``error`` or a decision (``match``,
-    ``open``, ``closed``, ``found``...).
-    """
-
-    uniqueid: str
-    line: str
-    channel: str
-    clock: Callable[[], float]
-    started_at: float = 0.0
-    ended_at: Optional[float] = None
-    node: str = "answer"  # where the call is now, for hang-ups between prompts
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    hangup_node: Optional[str] = None
-    result: Optional[str] = None
-    route: Optional[Route] = None
-    transfer: Optional[str] = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    _open: Optional[dict[str, Any]] = None
-
-    def __post_init__(self) -> None:
-        self.started_at = self.clock()
-
-    def begin(self, node: str, prompt: Optional[str]) -> None:
-        self.node = node
-        self._open = {
-            "node": node,
-            "prompt": prompt,
-            "digits": None,
-            "result": None,
-            "started_at": self.clock(),
-            "ended_at": None,
-        }
-        self.steps.append(self._open)
-
-    def end(self, result: str, digits: Optional[str] = None) -> None:
-        step, self._open = self._open, None
-        if step is None:
-            return
-        step["result"] = result
-        step["digits"] = digits
-        step["ended_at"] = self.clock()
-
-    def note(self, node: str, result: str) -> None:
-        """A decision without a prompt (a caller list, business hours)."""
-        self.begin(node, None)
-        self.end(result)
-
-    def hangup(self) -> None:
-        """The caller hung up: close the running step, or add one for the current node."""
-        if self.hangup_node is not None:
-            return
-        if self._open is None:
-            self.begin(self.node, None)
-        self.hangup_node = self.node
-        self.end("hangup")
-        self.result = "hangup"
-
-    def fail(self) -> None:
-        if self._open is not None:
-            self.end("error")
-        self.result = "error"
-
-    def finish(self, route: Optional[Route]) -> None:
-        if self.result is None:
-            self.result = "queued"
-        self.route = route if self.result != "hangup" else None
-        self.ended_at = self.clock()
-
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "uniqueid": self.uniqueid,
-            "line": self.line,
-            "channel": self.channel,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "result": self.result,
-            "queue": self.route.queue if self.route else None,
-            "skills": self.route.skills if self.route else None,
-            "priority": self.route.priority if self.route else None,
-            "lang": self.route.lang if self.route else None,
-            "steps": self.steps,
-        }
-        if self.transfer is not None:
-            doc["transfer"] = self.transfer
-        if self.hangup_node is not None:
-            doc["hangup_node"] = self.hangup_node
-        doc.update(self.extra)
-        return doc
-
-
-# --------------------------------------------------------------------------- the call flow
-
-
-@dataclass
-class Call:
-    """One call in the IVR: what services get to play prompts and read keys."""
-
-    ivr: "HotlineIvr"
-    session: AGISession
-    plan: LinePlan
-    path: IvrPath
-    language: str
-    caller: str  # national digits of the caller ID (untrusted, digits only)
-
-    async def play(self, node: str, prompt: str) -> None:
-        await self.ivr._play(self, node, prompt_sound(prompt))
-
-    async def ask(self, node: str, prompt: str, timeout_ms: int, max_digits: int) -> Optional[str]:
-        """Play ``prompt`` and collect keys: the digits ('' for only '#'), None on timeout."""
-        sound = prompt_sound(prompt)
-        self.path.begin(node, sound)
-        digits = await self.session.get_data(sound, timeout_ms, max_digits)
-        _check_alive(self.session)
-        self.path.end("timeout" if digits is None else "ok", digits)
-        return digits
-
-
-# A service (progress query...) takes the call and says where it goes next.
-Service = Callable[[Call], Awaitable[Target]]
 
 
 class HotlineIvr:
@@ -251,11 +98,12 @@ class HotlineIvr:
         """FastAGI handler: never raises for a hang-up or a failure (the call must go on)."""
         plan = self.pick_line(session.args)
         path = IvrPath(session.uniqueid, plan.name, session.channel, self.clock)
-        call = Call(self, session, plan, path, plan.default_language, normalize_number(session.callerid))
+        call = Call(session, plan, path, plan.default_language, normalize_number(session.callerid),
+                    self.clock)
         route: Optional[Route] = None
         try:
             await session.answer()
-            _check_alive(session)
+            check_alive(session)
             await self._set_language(call, plan.default_language)
             target = await self._walk(call, Target("goto", node=plan.start))
             route = await self._hand_over(call, target)
@@ -289,17 +137,20 @@ class HotlineIvr:
             if target.prompt and target.kind != "hangup":
                 await call.play(call.path.node, target.prompt)
             if target.kind == "service":
-                target = await self.services[target.service](call)  # type: ignore[index]
+                assert target.service is not None
+                target = await self.services[target.service](call)
                 continue
             if target.kind == "transfer":
-                transfer = plan.transfers[target.transfer]  # type: ignore[index]
+                assert target.transfer is not None
+                transfer = plan.transfers[target.transfer]
                 if transfer.hours is not None and not plan.hours[transfer.hours].open_at(self.local_time()):
                     # The group's own hours, even when no hours node guards the way to it.
                     call.path.note(call.path.node, f"closed:{transfer.name}")
                     return plan.fallback
             if target.kind != "goto":
                 return target
-            node = plan.nodes[target.node]  # type: ignore[index]
+            assert target.node is not None
+            node = plan.nodes[target.node]
             call.path.node = node.name
             target = await self._run_node(call, node)
         call.session.log.warning("more than %d nodes in one call: fallback queue", MAX_HOPS)
@@ -323,7 +174,8 @@ class HotlineIvr:
             assert target is not None
             return target
         if node.kind == "hours":
-            hours = call.plan.hours[node.hours]  # type: ignore[index]
+            assert node.hours is not None
+            hours = call.plan.hours[node.hours]
             is_open = hours.open_at(self.local_time())
             call.path.note(node.name, "open" if is_open else "closed")
             target = node.next if is_open else node.closed
@@ -338,7 +190,7 @@ class HotlineIvr:
         for _ in range(menu.tries):
             path.begin(menu.name, sound)
             digits = await session.get_data(sound, menu.timeout_ms, menu.max_digits)
-            _check_alive(session)
+            check_alive(session)
             if digits is None:
                 path.end("timeout")
                 continue
@@ -370,20 +222,8 @@ class HotlineIvr:
         if not _SOUND.fullmatch(sound):
             call.session.log.warning("broadcast %r is not a sound name; not played", sound[:80])
             return
-        await self._play(call, node, sound)
+        await call.play_sound(node, sound)
 
-    async def _play(self, call: Call, node: str, sound: str) -> None:
-        session, path = call.session, call.path
-        path.begin(node, sound)
-        reply = await session.stream_file(sound)
-        if reply.result == "-1":
-            # -1 is a missing file or a hang-up during playback: a NOOP tells which
-            # (after a hang-up Asterisk sends the HANGUP line before its reply).
-            await session.noop()
-            if not session.hung_up:
-                session.log.warning("prompt %s could not be played", sound)
-        _check_alive(session)
-        path.end("ok")
 
     async def _set_language(self, call: Call, language: str) -> None:
         # Asterisk plays "hotline/x" from sounds/<CHANNEL(language)>/hotline/x.
@@ -393,8 +233,9 @@ class HotlineIvr:
     # ------------------------------------------------------------------ leaving the IVR
 
     def _route(self, call: Call, target: Target) -> Route:
-        return Route(target.queue or call.plan.fallback.queue, call.plan.skills_for(target, call.language),
-                     target.priority, call.language)
+        queue = target.queue or call.plan.fallback.queue
+        assert queue is not None  # a plan's fallback is always a queue (the menu reader insists)
+        return Route(queue, call.plan.skills_for(target, call.language), target.priority, call.language)
 
     async def _hand_over(self, call: Call, target: Target) -> Optional[Route]:
         session, path, plan = call.session, call.path, call.plan
@@ -406,7 +247,8 @@ class HotlineIvr:
             await session.set_variable("HOTLINE_IVR_RESULT", "completed")
             return None
         if target.kind == "transfer":
-            transfer = plan.transfers[target.transfer]  # type: ignore[index]
+            assert target.transfer is not None
+            transfer = plan.transfers[target.transfer]
             route = self._route(call, plan.fallback)
             path.node = "transfer"
             await self._set_route(session, route)  # if the number fails, a person still answers
@@ -449,21 +291,13 @@ class HotlineIvr:
         document = json.dumps(path.to_dict(), ensure_ascii=False, separators=(",", ":"))
         try:
             async with asyncio.timeout(self.store_timeout):
-                await self.redis.set(ivr_path_key(path.uniqueid), document, ex=IVR_PATH_TTL)
+                await self.redis.set(Keys.ivr_path(path.uniqueid), document, ex=IVR_PATH_TTL)
         except Exception as exc:  # Redis down or slow: the call itself is already handed on
             session.log.warning("could not store the IVR path in Redis: %r", exc)
 
 
-def _check_alive(session: AGISession) -> None:
-    if session.hung_up:
-        raise AGIHangup("the caller hung up")
-
-
 def default_services(tickets_url: Optional[str] = None, tickets_timeout: float = 1.5) -> dict[str, Service]:
     """Every service the menus may name (ivr.menu.SERVICES)."""
-    from .after_hours import Callback, LeaveMessage
-    from .progress import ProgressQuery
-
     return {"progress-query": ProgressQuery(tickets_url, timeout=tickets_timeout),
             "callback": Callback(), "message": LeaveMessage()}
 
@@ -488,10 +322,6 @@ def build_handlers(
     services = {**default_services(), **(services or {})}
     ivr = HotlineIvr(lines, redis, clock=clock, local_time=local_time, services=services,
                      store_timeout=store_timeout)
-    from .survey import Survey
-
-    from .announce import Announce
-
     survey = Survey(redis, clock=clock, store_timeout=store_timeout)
     announce = Announce(redis, clock=clock, store_timeout=store_timeout)
     return {"ivr": ivr.handle, "survey": survey.handle, "announce": announce.handle}

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import aiohttp
 
-from .menu import Target
-
-if TYPE_CHECKING:
-    from .app import Call
+from .call import Call
+from .menu_model import Target
 
 __all__ = ["ProgressQuery", "STATUSES"]
 
@@ -41,7 +39,7 @@ class ProgressQuery:
         self.digits_timeout_ms = digits_timeout_ms
         self.max_digits = max_digits
 
-    async def __call__(self, call: "Call") -> Target:
+    async def __call__(self, call: Call) -> Target:
         agent = call.plan.fallback
         for _ in range(self.tries):
             ticket = await call.ask(NODE, "progress-ask", self.digits_timeout_ms, self.max_digits)
@@ -63,7 +61,7 @@ class ProgressQuery:
             return Target("hangup", prompt="goodbye")
         return agent
 
-    async def lookup(self, call: "Call", ticket: str) -> str:
+    async def lookup(self, call: Call, ticket: str) -> str:
         """``accepted`` / ``processing`` / ``completed``, ``not-found``, or ``unavailable``."""
         if self.url is None:
             return "unavailable"

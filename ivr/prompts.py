@@ -19,7 +19,7 @@ from typing import Optional
 
 import yaml
 
-from .menu import LANGUAGES, SOUNDS_DIR
+from .menu_model import LANGUAGES, SOUNDS_DIR
 
 __all__ = ["PROMPTS_FILE", "PromptError", "load_texts", "build", "main"]
 
@@ -62,10 +62,10 @@ def load_texts(path: Path = PROMPTS_FILE) -> tuple[dict[str, str], dict[str, dic
 def _tools() -> tuple[str, str]:
     espeak = shutil.which("espeak-ng")
     sox = shutil.which("sox")
-    missing = [name for name, found in (("espeak-ng", espeak), ("sox", sox)) if not found]
-    if missing:
+    if espeak is None or sox is None:
+        missing = [name for name, found in (("espeak-ng", espeak), ("sox", sox)) if not found]
         raise PromptError(f"{' and '.join(missing)} not found: install with 'apt-get install espeak-ng sox'")
-    return espeak, sox  # type: ignore[return-value]
+    return espeak, sox
 
 
 def _run(argv: list[str]) -> None:

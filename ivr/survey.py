@@ -25,7 +25,7 @@ from hotline.live import SURVEY_SCORES
 from hotline.model import valid_name
 
 from .agi import AGIHangup
-from .fastagi import AGISession
+from .session import AGISession, check_alive
 
 __all__ = ["SCORES", "SURVEY_TTL", "Survey"]
 
@@ -55,8 +55,8 @@ class Survey:
         try:
             for _ in range(self.tries):
                 digits = await session.get_data(PROMPT, self.timeout_ms, 1)
-                _check_alive(session)
-                if digits in SCORES:
+                check_alive(session)
+                if digits is not None and digits in SCORES:
                     doc.update(score=SCORES[digits], digits=digits, result="answered")
                     break
                 if digits:  # a key that is not a rating: say so and ask again
@@ -80,7 +80,7 @@ class Survey:
         reply = await session.stream_file(sound)
         if reply.result == "-1":
             await session.noop()
-        _check_alive(session)
+        check_alive(session)
 
     async def _store(self, session: AGISession, doc: dict[str, Any]) -> None:
         uniqueid = session.uniqueid
@@ -109,8 +109,3 @@ def _load(raw: Optional[str | bytes]) -> Optional[dict[str, Any]]:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _check_alive(session: AGISession) -> None:
-    if session.hung_up:
-        raise AGIHangup("the caller hung up")
