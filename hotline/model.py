@@ -11,7 +11,7 @@ __all__ = [
     "format_skills", "parse_skills", "valid_name",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class CallOutcome(str, enum.Enum):
@@ -45,7 +45,8 @@ class SkillError(ValueError):
 
 def valid_name(value: str) -> bool:
     """Queue, skill and agent names: letters, digits, '-' and '_' only (they reach AMI and SQL)."""
-    return bool(_NAME.match(value))
+    # (fullmatch: "$" would also accept a name ending in a newline, which AMI reads as a new header)
+    return bool(_NAME.fullmatch(value))
 
 
 # Skills travel through dialplan variables and UserEvent arguments, where Asterisk splits
