@@ -15,6 +15,13 @@
 ``GET /decisions``                    the latest routing decisions with candidates and scores
 ====================================  ================================================================
 
+It listens on loopback by default (``acd_host``): the CTI reaches it with the service token the two
+share, for a signed-in user it names (``X-Hotline-Actor``). A user's own access token (POST
+/api/v1/auth/sign-in of the CTI) works too: an agent reads and changes only their own seat, a
+supervisor the agents of their teams, only admins add, change or remove agents. Anonymous: 401;
+not allowed: 403. Bodies are JSON (``Content-Type: application/json``; an import CSV or YAML), so
+that no cross-site form can drive the API.
+
 Changes take effect at once in the running ACD (its routing indexes are updated in the
 same step); errors are ``{"error": "one line"}`` with 400, 404 or 409. A state change made while
 Redis is down is kept by the ACD and written when Redis answers again: 202, with ``"stored": false``.
@@ -26,15 +33,19 @@ import csv
 import io
 import json
 import logging
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hotline.auth.roles import Principal, Role
+from hotline.auth.sessions import SessionStore
 from hotline.keys import Keys
 from hotline.model import SkillError, parse_skills
+from hotline.web.api import PRINCIPAL
+from hotline.web.security import Authenticator
 
 from .agent_service import AgentChange, AgentService
 from .agents import Agent, AgentError
@@ -91,9 +102,27 @@ def parse_agents_file(text: str, kind: str) -> list[tuple[str, str, str, dict[st
     return agents
 
 
+def _principal(request: web.Request, *roles: Role) -> Principal:
+    """Who asks: 401 if nobody signed, 403 if not one of ``roles`` (a service may do anything)."""
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        raise web.HTTPUnauthorized(text=json.dumps({"error": "a token is required (the service token, or a "
+                                                             "signed-in user's)"}), content_type="application/json")
+    if roles and not principal.has(*roles):
+        raise web.HTTPForbidden(text=json.dumps({"error": "not allowed for this role"}), content_type="application/json")
+    return principal
+
+
+def _forbidden(message: str) -> web.HTTPForbidden:
+    return web.HTTPForbidden(text=json.dumps({"error": message}), content_type="application/json")
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text=json.dumps({"error": "the body must be JSON (application/json)"}),
+                                           content_type="application/json")
     try:
         data = await request.json()
     except ValueError:
@@ -113,15 +142,21 @@ def _agent_or_404(agents: AgentService, agent_id: str) -> Agent:
 
 
 async def list_agents(request: web.Request) -> web.Response:
+    principal = _principal(request)
     agents = sorted(request.app[AGENTS].directory.agents.values(), key=lambda a: (len(a.id), a.id))
-    return web.json_response([_agent_json(a) for a in agents])
+    return web.json_response([_agent_json(a) for a in agents if principal.may_see_agent(a.id, a.team)])
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    return web.json_response(_agent_json(_agent_or_404(request.app[AGENTS], request.match_info["id"])))
+    principal = _principal(request)
+    agent = _agent_or_404(request.app[AGENTS], request.match_info["id"])
+    if not principal.may_see_agent(agent.id, agent.team):
+        raise _forbidden(f"not allowed to see agent {agent.id}")
+    return web.json_response(_agent_json(agent))
 
 
 async def put_agent(request: web.Request) -> web.Response:
+    _principal(request, Role.ADMIN)
     agent_id = request.match_info["id"]
     body = await _body(request)
     skills = body.get("skills") or {}
@@ -140,6 +175,7 @@ async def put_agent(request: web.Request) -> web.Response:
 
 
 async def delete_agent(request: web.Request) -> web.Response:
+    _principal(request, Role.ADMIN)
     agents = request.app[AGENTS]
     agent_id = request.match_info["id"]
     _agent_or_404(agents, agent_id)
@@ -153,8 +189,13 @@ async def delete_agent(request: web.Request) -> web.Response:
 
 
 async def import_agents(request: web.Request) -> web.Response:
+    _principal(request, Role.ADMIN)
+    media = request.content_type
+    if media not in ("text/csv", "application/yaml", "application/x-yaml", "text/yaml"):
+        raise web.HTTPUnsupportedMediaType(text=json.dumps({"error": "an import is text/csv or application/yaml"}),
+                                           content_type="application/json")
     text = await request.text()
-    kind = "csv" if "csv" in (request.content_type or "") or request.query.get("format") == "csv" else "yaml"
+    kind = "csv" if media == "text/csv" else "yaml"
     try:
         imported = await request.app[AGENTS].import_agents(parse_agents_file(text, kind))
     except (ValueError, AgentError) as exc:
@@ -171,9 +212,12 @@ def _changed(change: AgentChange) -> web.Response:
 
 
 async def _state_change(request: web.Request, action: str) -> web.Response:
+    principal = _principal(request)
     agents = request.app[AGENTS]
     agent_id = request.match_info["id"]
     agent = _agent_or_404(agents, agent_id)
+    if not principal.may_change_agent(agent_id, agent.team):
+        raise _forbidden(f"not allowed to change agent {agent_id}")
     body = await _body(request)
     try:
         if action == "login":
@@ -196,6 +240,7 @@ async def _state_change(request: web.Request, action: str) -> web.Response:
 
 
 async def decisions(request: web.Request) -> web.Response:
+    _principal(request, Role.SUPERVISOR, Role.ADMIN)
     try:
         limit = max(1, min(500, int(request.query.get("limit", "50"))))
     except ValueError:
@@ -213,8 +258,9 @@ def _action(action: str):
     return handler
 
 
-def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis) -> web.Application:
-    app = web.Application()
+def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis,
+                 authenticator: Authenticator) -> web.Application:
+    app = web.Application(middlewares=[authenticator.middleware], client_max_size=2 * 1024 * 1024)
     app[AGENTS] = agents
     app[ASSIGNMENT] = assignment
     app[REDIS] = redis
@@ -230,9 +276,10 @@ def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis) -> 
     return app
 
 
-async def start_acd_http(agents: AgentService, assignment: Assignment, redis: Redis, host: str,
-                         port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(make_acd_app(agents, assignment, redis), access_log=None)
+async def start_acd_http(agents: AgentService, assignment: Assignment, redis: Redis, host: str, port: int, *,
+                         sessions: SessionStore, service_token: Optional[str]) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_acd_app(agents, assignment, redis, Authenticator(sessions, service_token=service_token)),
+                           access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -22,6 +22,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hotline.auth.audit import INSERT_AUDIT
 from hotline.keys import Keys
 from hotline.model import CallRecord
 
@@ -164,5 +165,8 @@ class OutboxWriter:
                                row.get("call_uniqueid"), _ts(row["at"]))
         elif kind == "agent":
             await conn.execute(UPSERT_AGENT, row["id"], row["name"], row["team"], json.dumps(row["skills"]))
+        elif kind == "audit":
+            await conn.execute(INSERT_AUDIT, row["event_id"], _ts(row["at"]), row.get("actor"), row["action"],
+                               row.get("target"), json.dumps(row.get("detail") or {}), row.get("address"))
         else:
             log.error("outbox: unknown row kind %r dropped", kind)

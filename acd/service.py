@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Optional
 from redis.asyncio import Redis
 
 from hotline.ami import AMIClient
+from hotline.auth.sessions import SessionStore
 from hotline.settings import Settings
 from hotline.stores import Stores
 from hotline.tasks import Background, stop_task
@@ -205,7 +206,8 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
         for loop in (_watch_queues(core.router), _reconcile_agents(core.recovery)):
             stack.push_async_callback(stop_task, asyncio.create_task(loop))
         runner, port = await start_acd_http(core.agents, core.assignment, stores.redis, settings.acd_host,
-                                            settings.acd_port)
+                                            settings.acd_port, sessions=SessionStore(stores.pool, stores.redis),
+                                            service_token=settings.service_token)
         stack.push_async_callback(runner.cleanup)
         yield ACD(ami, core, outbox, cluster, port)
 

@@ -1,4 +1,9 @@
-"""The agent desktop's WebSocket: ``/ws/agent/{agent_id}``.
+"""The agent desktop's WebSocket: ``/api/v1/ws/agent/{agent_id}``.
+
+Only a signed-in user (the session cookie, or a bearer token) may open it, from this site's own
+pages (Origin): an agent for their own seat, a supervisor for their teams' agents, an admin for
+any. Anonymous: closed with 4401; not allowed: 4403; a foreign Origin is refused before the
+upgrade (403).
 
 Server -> desktop, one JSON object per message, told apart by ``type``:
 
@@ -28,9 +33,14 @@ import asyncpg
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
+from hotline.keys import Keys
 from hotline.model import AgentState
 
-from .appkeys import HUB, POOL, REDIS, SOCKETS
+from hotline.auth.roles import Principal, Role
+from hotline.web.api import PRINCIPAL
+from hotline.web.security import same_origin
+
+from .appkeys import ALLOWED_ORIGINS, HUB, POOL, REDIS, SOCKETS
 from .events import Subscription
 from .live import call_view, read_agent, read_call, read_ivr_path
 from .records import caller_history
@@ -41,6 +51,8 @@ log = logging.getLogger(__name__)
 
 AGENT_ID = re.compile(r"[0-9]{1,16}")
 CLOSE_BAD_ID = 4400
+CLOSE_UNSIGNED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_UNKNOWN_AGENT = 4404
 CLOSE_UNAVAILABLE = 4503
 MAX_CLIENT_MESSAGE = 16 * 1024
@@ -175,13 +187,40 @@ async def _refuse(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await ws.close(code=code, message=reason.encode("utf-8")[:120].decode("utf-8", "ignore").encode("utf-8"))
 
 
-async def agent_socket(request: web.Request) -> web.WebSocketResponse:
+def _may_watch(principal: Principal, agent_id: str, team: Optional[str]) -> bool:
+    if principal.role not in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN) and not principal.service:
+        return False
+    return principal.may_see_agent(agent_id, team)
+
+
+async def agent_socket(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    allowed = app[ALLOWED_ORIGINS]
+    if not same_origin(request, allowed):
+        # (Another site's page must not even open it: it would read the callers' data.)
+        log.warning("desktop WebSocket refused: Origin %s", request.headers.get("Origin"))
+        return web.json_response({"error": "cross-site WebSocket refused (Origin)"}, status=403)
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
-    app = request.app
+    principal: Optional[Principal] = request.get(PRINCIPAL)
     agent_id = request.match_info.get("agent_id", "")
+    if principal is None:
+        await _refuse(ws, CLOSE_UNSIGNED, "sign in first")
+        return ws
     if not AGENT_ID.fullmatch(agent_id):
         await _refuse(ws, CLOSE_BAD_ID, f"bad agent id {_clip(agent_id, 20)!r}: digits only (the extension)")
+        return ws
+    if principal.role == Role.AGENT and agent_id != principal.agent_id:
+        await _refuse(ws, CLOSE_FORBIDDEN, "an agent opens only their own desktop")
+        return ws
+    try:
+        team = await app[REDIS].hget(Keys.agent(agent_id), "team")
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("desktop %s: redis unavailable: %s", agent_id, exc)
+        await _refuse(ws, CLOSE_UNAVAILABLE, "live state unavailable, try again shortly")
+        return ws
+    if team is not None and not _may_watch(principal, agent_id, team):
+        await _refuse(ws, CLOSE_FORBIDDEN, f"not allowed to open the desktop of agent {agent_id}")
         return ws
     hub = app[HUB]
     sockets = app[SOCKETS]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
@@ -15,7 +16,8 @@ import asyncpg
 
 from hotline.stats import call_summary
 
-__all__ = ["TodayKpis", "caller_history", "local_midnight", "recent_calls", "record_view"]
+__all__ = ["CallFilter", "TodayKpis", "call_page", "caller_history", "local_midnight", "recent_calls",
+           "record_view"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,23 @@ WHERE ($1::timestamptz IS NULL OR arrived_at >= $1)
   AND ($2::text IS NULL OR agent = $2)
 ORDER BY arrived_at DESC, id DESC
 LIMIT $3
+"""
+
+# A page of call records, newest first, after the cursor (arrived_at, id) of the previous page.
+CALL_PAGE = """
+SELECT id, uniqueid, linkedid, line, caller_id, arrived_at, queued_at, answered_at, talk_ended_at, ended_at,
+       wait_s, talk_s, queue, agent, outcome, abandoned_in, hangup_cause, ring_attempts, priority, skills, survey
+FROM calls
+WHERE ($1::timestamptz IS NULL OR arrived_at >= $1)
+  AND ($2::timestamptz IS NULL OR arrived_at < $2)
+  AND ($3::text IS NULL OR queue = $3)
+  AND ($4::text IS NULL OR agent = $4)
+  AND ($5::text IS NULL OR outcome = $5)
+  AND ($6::text IS NULL OR line = $6)
+  AND ($7::text IS NULL OR caller_id = $7)
+  AND ($8::timestamptz IS NULL OR (arrived_at, id) < ($8, $9))
+ORDER BY arrived_at DESC, id DESC
+LIMIT $10
 """
 
 # The caller's earlier calls (the current one is not in PostgreSQL until it has ended).
@@ -64,6 +83,25 @@ async def recent_calls(pool: asyncpg.Pool, *, limit: int, since: Optional[dateti
                        agent: Optional[str] = None) -> list[dict[str, Any]]:
     rows = await pool.fetch(RECENT_CALLS, since, agent, limit)
     return [record_view(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    since: Optional[datetime] = None
+    until: Optional[datetime] = None
+    queue: Optional[str] = None
+    agent: Optional[str] = None
+    outcome: Optional[str] = None
+    line: Optional[str] = None
+    caller: Optional[str] = None
+
+
+async def call_page(pool: asyncpg.Pool, where: CallFilter, *, limit: int,
+                    after: Optional[tuple[datetime, int]] = None) -> list[asyncpg.Record]:
+    """Call records matching ``where``, newest first, after the (arrived_at, id) ``after``."""
+    return await pool.fetch(CALL_PAGE, where.since, where.until, where.queue, where.agent, where.outcome,
+                            where.line, where.caller, after[0] if after else None, after[1] if after else None,
+                            limit)
 
 
 async def caller_history(pool: asyncpg.Pool, caller: str, *, days: int = HISTORY_DAYS,

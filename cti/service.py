@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from .app import make_app
+from .app import CtiAccess, make_app
 
-__all__ = ["CTIError", "bound_port", "cti_urls", "run_cti"]
+__all__ = ["CTIError", "access_from", "bound_port", "cti_urls", "run_cti"]
 
 log = logging.getLogger("cti.service")
 
@@ -23,15 +23,25 @@ class CTIError(OSError):
     """
 
 
-async def run_cti(settings: Any, stores: Any, *, ami: Optional[Any] = None) -> web.AppRunner:
+def access_from(settings: Any, acd_url: Optional[str] = None) -> CtiAccess:
+    """Who may reach what, from the settings (the ACD's API where the settings put it, or ``acd_url``)."""
+    return CtiAccess(acd_url=acd_url or f"http://{_host(settings.acd_host)}:{settings.acd_port}",
+                     service_token=settings.service_token, public_health=settings.public_health,
+                     metrics_from=tuple(settings.metrics_from), allowed_origins=tuple(settings.cti_allowed_origins),
+                     cookie_secure=settings.cti_cookie_secure, access_ttl_s=settings.auth_access_ttl_s,
+                     session_ttl_s=settings.auth_session_ttl_s)
+
+
+async def run_cti(settings: Any, stores: Any, *, ami: Optional[Any] = None,
+                  acd_url: Optional[str] = None) -> web.AppRunner:
     """Serve the CTI and return its runner; the caller must ``await runner.cleanup()``.
 
-    ``settings`` is a :class:`hotline.settings.Settings` (``cti_host``, ``cti_port`` are
-    read), ``stores`` a :class:`hotline.stores.Stores` (``redis``, ``pool``); both stay the
-    caller's. Port 0 picks a free port: read it back with :func:`bound_port`.
+    ``settings`` is a :class:`hotline.settings.Settings` (``cti_host``, ``cti_port`` and the access
+    settings are read), ``stores`` a :class:`hotline.stores.Stores` (``redis``, ``pool``); both stay
+    the caller's. Port 0 picks a free port: read it back with :func:`bound_port`.
     """
-    runner = web.AppRunner(make_app(stores.redis, stores.pool, ami=ami), access_log=None,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(make_app(stores.redis, stores.pool, ami=ami, access=access_from(settings, acd_url)),
+                           access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.cti_host, settings.cti_port)
@@ -68,7 +78,8 @@ def cti_urls(settings: Any, *, port: Optional[int] = None) -> dict[str, str]:
     return {
         "desktop": f"{base}/desktop",
         "wallboard": f"{base}/wallboard",
-        "api": f"{base}/api",
-        "health": f"{base}/api/health",
+        "api": f"{base}/api/v1/docs",
+        "openapi": f"{base}/api/v1/openapi.json",
+        "health": f"{base}/api/v1/health",
         "metrics": f"{base}/metrics",
     }

@@ -86,6 +86,24 @@ class _Child:
             await asyncio.to_thread(proc.wait)
 
 
+def _parent_of(pid: int) -> Optional[int]:
+    """The parent process of ``pid`` (Linux /proc), None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_hotline(pid: int) -> bool:
+    """A live Python process (a hotline), not an init or subreaper that adopted an orphan."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"python" in command or b"hotline" in command
+
+
 @dataclass
 class EmbeddedPostgres:
     """A private PostgreSQL cluster in ``data_dir``, listening on loopback only."""
@@ -141,6 +159,11 @@ class EmbeddedPostgres:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return
+        owner = _parent_of(pid)
+        if owner is not None and owner > 1 and owner != os.getpid() and _is_hotline(owner):
+            # Its parent still runs: a hotline using it, not a leftover of a killed one.
+            raise EmbeddedStoreError(f"embedded PostgreSQL in {self.data_dir} is in use by process {owner} (a running "
+                                     "hotline?): stop that first, or set HOTLINE_DATABASE_URL to reach it")
         try:
             os.kill(pid, signal.SIGINT)
         except ProcessLookupError:

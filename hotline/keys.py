@@ -60,5 +60,13 @@ class Keys:
         return f"hotline:acd:node:{node}"         # pub/sub channel of one ACD node: calls handed to it, wrap-up ends
 
     @staticmethod
+    def session(access_hash: str) -> str:
+        return f"hotline:auth:session:{access_hash}"  # JSON: who holds this live access token (expires with it)
+
+    @staticmethod
+    def sign_in_failures(who: str) -> str:
+        return f"hotline:auth:failures:{who}"      # INT: failed sign-ins of a user / from an address (expires)
+
+    @staticmethod
     def survey(uniqueid: str) -> str:
         return f"hotline:survey:{uniqueid}"       # JSON of the satisfaction survey (also in the IVR path)

@@ -7,6 +7,7 @@ program starts; :func:`load_settings` turns any problem into one
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -52,7 +53,19 @@ class Settings(BaseSettings):
     cti_host: str = "127.0.0.1"
     cti_port: int = Field(8080, ge=0, le=65535)
 
-    # ACD HTTP API: agents, log in/out, ready/not ready, wrap-up, routing explanations.
+    # Who may reach what. The CTI and the ACD share the service token (the ACD's API takes it, or a
+    # signed-in user's token); None: one is made for the services of one process (hotline services,
+    # the demo), and separate processes refuse to start without it.
+    service_token: Optional[str] = Field(None, min_length=32, max_length=256, pattern=r"^[A-Za-z0-9_.~+/=-]+$")
+    auth_access_ttl_s: float = Field(900.0, ge=60, le=86400)        # an access token's life
+    auth_session_ttl_s: float = Field(43200.0, ge=300, le=604800)   # a session's life (refresh until then)
+    public_health: bool = True                                       # /api/v1/health without signing in
+    metrics_from: list[str] = ["127.0.0.1/32", "::1/128"]            # networks that may scrape /metrics
+    cti_allowed_origins: list[str] = []                              # pages' origins besides the CTI's own
+    cti_cookie_secure: Optional[bool] = None                         # None: Secure when the request was https
+
+    # ACD HTTP API: agents, log in/out, ready/not ready, wrap-up, routing explanations (loopback only
+    # by default: the CTI reaches it with the service token).
     acd_host: str = "127.0.0.1"
     acd_port: int = Field(8081, ge=0, le=65535)          # 0: any free port (tests)
     # Several ACD processes may run at once (acd/cluster.py); each needs its own name, kept across
@@ -78,6 +91,24 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not value.startswith(("postgres://", "postgresql://")):
             raise ValueError("must start with postgresql:// (or postgres://)")
+        return value
+
+    @field_validator("metrics_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an address or network (10.0.0.0/8, 127.0.0.1)") from None
+        return value
+
+    @field_validator("cti_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin (https://host[:port])")
         return value
 
     @field_validator("redis_url")

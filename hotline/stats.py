@@ -19,13 +19,16 @@ SELECT count(*)                                              AS offered,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) FILTER (WHERE outcome = 'answered') AS p90_wait_s
 FROM calls
 WHERE ($1::timestamptz IS NULL OR arrived_at >= $1) AND ($2::timestamptz IS NULL OR arrived_at < $2)
+  AND ($3::text IS NULL OR queue = $3) AND ($4::text IS NULL OR agent = $4) AND ($5::text IS NULL OR line = $5)
 """
 
 
 async def call_summary(conn: asyncpg.Connection | asyncpg.Pool, since: Optional[datetime] = None,
-                       until: Optional[datetime] = None) -> dict[str, Any]:
-    """offered, answered, abandoned, answer_rate, avg_wait_s, avg_talk_s (answered calls), max_talk_s."""
-    row = await conn.fetchrow(SUMMARY, since, until)
+                       until: Optional[datetime] = None, *, queue: Optional[str] = None, agent: Optional[str] = None,
+                       line: Optional[str] = None) -> dict[str, Any]:
+    """offered, answered, abandoned, answer_rate, avg_wait_s, avg_talk_s (answered calls), max_talk_s; of
+    the calls that arrived in [since, until), of one queue, line or agent (the calls that agent answered)."""
+    row = await conn.fetchrow(SUMMARY, since, until, queue, agent, line)
     offered = row["offered"]
     rounded = lambda v: round(float(v), 3) if v is not None else None
     # Calls the IVR served by itself were not offered to an agent: leave them out of the rate.

@@ -20,7 +20,7 @@ from .db import DatabaseError, connect_pool, upgrade
 from .embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedStoreError
 from .settings import Settings
 
-__all__ = ["Stores", "StoreError", "open_stores", "connect_redis"]
+__all__ = ["Stores", "StoreError", "open_database", "open_stores", "connect_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -82,4 +82,27 @@ async def open_stores(settings: Settings, *, migrate: bool = True) -> AsyncItera
         if pool is not None:
             await pool.close()
         for server in reversed(started):
+            await server.stop()
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """PostgreSQL alone, migrated (the command-line tools that only need the records and users)."""
+    server: Optional[EmbeddedPostgres] = None
+    pool: Optional[asyncpg.Pool] = None
+    try:
+        database_url = settings.database_url
+        if database_url is None:
+            server = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
+            await server.start()
+            database_url = server.url
+        pool = await connect_pool(database_url, timeout=settings.db_connect_timeout_s)
+        await upgrade(database_url)
+        yield pool
+    except (DatabaseError, EmbeddedStoreError) as exc:
+        raise StoreError(str(exc)) from None
+    finally:
+        if pool is not None:
+            await pool.close()
+        if server is not None:
             await server.stop()

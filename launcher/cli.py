@@ -16,6 +16,8 @@ import typer
 from hotline.model import format_skills
 from hotline.settings import Settings, SettingsError, load_settings
 
+from .users_cli import users_app
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="12345 government service hotline: IVR, ACD, CTI and a simulated PBX.",
@@ -167,6 +169,7 @@ def ivr_check(
 
 acd_app = typer.Typer(help="The ACD: run it (no subcommand) or manage agents through its HTTP API.")
 app.add_typer(acd_app, name="acd")
+app.add_typer(users_app, name="users")
 acd_agents_app = typer.Typer(help="Agents of the running ACD (its HTTP API, setting acd_port).", no_args_is_help=True)
 acd_app.add_typer(acd_agents_app, name="agents")
 
@@ -186,15 +189,20 @@ def acd(ctx: typer.Context, config: Optional[Path] = ConfigOption) -> None:
 
 def _acd_api(ctx: typer.Context, method: str, path: str, body=None, content_type: str = "application/json"):
     """One request to the running ACD's API; any failure is one error line."""
+    import getpass
     import json
     import urllib.error
     import urllib.request
 
     settings = _settings(ctx.obj)
+    if not settings.service_token:
+        fail("setting HOTLINE_SERVICE_TOKEN: needed to reach the ACD's API (the value the running services have)")
     host = "127.0.0.1" if settings.acd_host in ("0.0.0.0", "::") else settings.acd_host
     url = f"http://{host}:{settings.acd_port}{path}"
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {settings.service_token}",
+               "X-Hotline-Actor": f"cli:{getpass.getuser()}"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from hotline.auth import Role, UserStore, generate_password
 from hotline.model import AgentState
 from hotline.settings import Settings
 from hotline.stats import call_summary
@@ -62,6 +64,29 @@ def demo_agents(count: int, first: int = 1001) -> list[tuple[str, str, str, dict
     return agents
 
 
+async def demo_users(pool, agent_ids: list[str], listing: Path) -> str:
+    """One user per role and one per agent, each with a random password (no default password):
+    written to ``listing`` (readable by its owner only); returns what to print."""
+    users = UserStore(pool)
+    await pool.execute("TRUNCATE users, sessions")
+    made = []
+    for role in (Role.ADMIN, Role.SUPERVISOR, Role.OPS, Role.QUALITY):
+        password = generate_password()
+        await users.add(role.value, role, password)
+        made.append((role.value, role.value, password))
+    for agent_id in agent_ids:
+        password = generate_password()
+        await users.add(f"agent{agent_id}", Role.AGENT, password, agent_id=agent_id)
+        made.append((f"agent{agent_id}", f"agent {agent_id}", password))
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    with open(os.open(listing, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write("".join(f"{name}\t{what}\t{password}\n" for name, what, password in made))
+    os.chmod(listing, 0o600)
+    shown = "\n".join(f"  {name:<14} {password}   ({what})" for name, what, password in made[:5])
+    return (f"sign in (user name, password) at the desktop, the wallboard or POST /api/v1/auth/sign-in:\n{shown}\n"
+            f"  ... every user, one per agent too: {listing}")
+
+
 def truth_summary(records: list[dict]) -> dict:
     answered = [r for r in records if r["outcome"] == "answered"]
     mean = lambda xs: round(sum(xs) / len(xs), 3) if xs else None
@@ -96,13 +121,17 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict:
         try:
             async with start_services(settings, stores) as services:
                 directory = services.acd.agents
-                for agent_id, name, team, skills in demo_agents(options.agents):
+                floor = demo_agents(options.agents)
+                for agent_id, name, team, skills in floor:
                     await directory.upsert(agent_id, name, team, skills)
                     await directory.transition(agent_id, AgentState.READY)
+                sign_in = await demo_users(stores.pool, [agent_id for agent_id, *_ in floor],
+                                           settings.data_dir.resolve() / "demo-users.txt")
                 print(f"simulated PBX (Asterisk AMI) : {settings.ami_host}:{sim.ami_port}")
                 print(f"IVR (FastAGI)                : agi://{settings.agi_host}:{settings.agi_port}/ivr")
                 for name, url in services.urls.items():
                     print(f"{name:<29}: {url}")
+                print(sign_in, flush=True)
                 print(f"traffic: {options.rate:g} calls/min, {options.agents} agents, "
                       + (f"{options.duration:g} s" if options.duration else "until Ctrl-C"), flush=True)
                 generator = sim.start_generating()

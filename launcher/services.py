@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from acd.service import ACD, run_acd
-from cti.service import cti_urls, run_cti
-from hotline.settings import Settings
+from cti.service import bound_port, cti_urls, run_cti
+from hotline.settings import Settings, SettingsError
 from hotline.stores import Stores, open_stores
 from ivr.service import run_ivr
 
@@ -26,16 +27,24 @@ class Services:
     urls: dict[str, str]
 
 
+def with_service_token(settings: Settings) -> Settings:
+    """The services of one process share a service token: the configured one, or one made now."""
+    if settings.service_token:
+        return settings
+    return settings.model_copy(update={"service_token": secrets.token_urlsafe(32)})
+
+
 @asynccontextmanager
 async def start_services(settings: Settings, stores: Stores) -> AsyncIterator[Services]:
     """IVR first (Asterisk sends callers to it), then ACD (it connects to AMI), then CTI."""
+    settings = with_service_token(settings)
     async with AsyncExitStack() as stack:
         ivr = await run_ivr(settings, stores.redis)
         stack.push_async_callback(ivr.stop)
         acd = await stack.enter_async_context(run_acd(settings, stores))
-        runner = await run_cti(settings, stores)
+        runner = await run_cti(settings, stores, acd_url=f"http://127.0.0.1:{acd.http_port}")
         stack.push_async_callback(runner.cleanup)
-        yield Services(stores, acd, cti_urls(settings))
+        yield Services(stores, acd, cti_urls(settings, port=bound_port(runner)))
 
 
 async def wait_for_signal(stop: Optional[asyncio.Event] = None) -> asyncio.Event:
@@ -49,6 +58,9 @@ async def wait_for_signal(stop: Optional[asyncio.Event] = None) -> asyncio.Event
 
 async def run_one(settings: Settings, service: str) -> None:
     """One service in its own process, as docker-compose runs them."""
+    if service in ("acd", "cti") and not settings.service_token:
+        raise SettingsError("setting HOTLINE_SERVICE_TOKEN: required when the ACD and the CTI run as separate "
+                            "processes (the same random value for both, 32 characters or more)")
     stop = await wait_for_signal()
     async with open_stores(settings) as stores, AsyncExitStack() as stack:
         if service == "ivr":

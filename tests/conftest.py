@@ -62,6 +62,6 @@ async def redis(redis_url) -> Redis:
 async def pool(pg_url) -> asyncpg.Pool:
     """A connection pool on emptied tables for one test."""
     pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=5)
-    await pool.execute("TRUNCATE calls, agents, agent_states RESTART IDENTITY")
+    await pool.execute("TRUNCATE calls, agents, agent_states, users, sessions, audit RESTART IDENTITY CASCADE")
     yield pool
     await pool.close()

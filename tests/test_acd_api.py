@@ -8,13 +8,13 @@ import aiohttp
 from acd.http import parse_agents_file
 from hotline.model import AgentState
 
-from .test_call_end_to_end import hotline, plan
+from .test_call_end_to_end import SERVICE, SERVICE_TOKEN, hotline, plan
 
 
 async def test_agents_managed_over_http_take_effect_at_once(redis, pool, redis_url, pg_url, tmp_path):
     async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=()) as (sim, acd):
         base = f"http://127.0.0.1:{acd.http_port}"
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=SERVICE) as http:
             r = await http.put(f"{base}/agents/1001", json={"name": "Li", "team": "general",
                                                             "skills": {"mandarin": 5}})
             assert r.status == 200 and (await r.json())["state"] == "logged_out"
@@ -58,7 +58,7 @@ async def test_wrapup_is_extended_by_the_agent(redis, pool, redis_url, pg_url, t
             if acd.agents.get("1001").state == AgentState.WRAPUP:
                 break
             await asyncio.sleep(0.01)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=SERVICE) as http:
             r = await http.post(f"{base}/agents/1001/wrapup/extend", json={"seconds": 0.5})
             assert r.status == 200
             await asyncio.sleep(0.5)
@@ -120,7 +120,7 @@ async def test_cli_manages_agents_of_the_running_acd(redis, pool, redis_url, pg_
     agents_file = tmp_path / "agents.yaml"
     agents_file.write_text("- {id: '1003', name: Chen, team: general, skills: {cantonese: 4, mandarin: 3}}\n")
     async with hotline(redis, pool, redis_url, pg_url, tmp_path) as (sim, acd):
-        env = {"HOTLINE_ACD_PORT": str(acd.http_port)}
+        env = {"HOTLINE_ACD_PORT": str(acd.http_port), "HOTLINE_SERVICE_TOKEN": SERVICE_TOKEN}
 
         async def cli(*args):
             return await asyncio.to_thread(runner.invoke, app, ["acd", "agents", *args], env=env)

@@ -24,7 +24,7 @@ from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
 from .test_acd_recovery import records_settled, start_acd, until
-from .test_call_end_to_end import SPEED, plan, records
+from .test_call_end_to_end import SERVICE_TOKEN, SPEED, plan, records
 
 AGENTS = ("1001", "1002", "1003", "1004")
 
@@ -121,7 +121,7 @@ async def test_a_killed_node_s_calls_are_adopted_by_the_other(redis, pool, redis
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
                HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret, HOTLINE_WRAPUP_S="0.05",
-               HOTLINE_LOG_LEVEL="INFO", HOTLINE_ACD_LEASE_S="1")
+               HOTLINE_LOG_LEVEL="INFO", HOTLINE_ACD_LEASE_S="1", HOTLINE_SERVICE_TOKEN=SERVICE_TOKEN)
     from acd.agents import AgentDirectory
     directory = AgentDirectory(redis)
     for agent_id in AGENTS[:2]:

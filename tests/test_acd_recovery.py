@@ -19,7 +19,7 @@ from hotline.paths import ASTERISK_CONFIG, SOUNDS
 from pbxsim.scenario import Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
-from .test_call_end_to_end import SPEED, plan
+from .test_call_end_to_end import SERVICE_TOKEN, SPEED, plan
 
 
 async def until(predicate, timeout=10.0):
@@ -91,7 +91,8 @@ async def killable(redis, redis_url, pg_url, tmp_path, agents=("1001",), queues:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(HOTLINE_DATABASE_URL=pg_url, HOTLINE_REDIS_URL=redis_url, HOTLINE_AMI_PORT=str(sim.ami_port),
                HOTLINE_AMI_USERNAME=user.username, HOTLINE_AMI_SECRET=user.secret,
-               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO")
+               HOTLINE_ACD_PORT=str(free_port()), HOTLINE_WRAPUP_S="0.05", HOTLINE_LOG_LEVEL="INFO",
+               HOTLINE_SERVICE_TOKEN=SERVICE_TOKEN)
     if queues:
         rules = tmp_path / "queues.yaml"
         rules.write_text(queues, encoding="utf-8")

@@ -21,7 +21,7 @@ import pytest
 
 from hotline.keys import Keys
 from hotline.model import AgentState
-from tests.test_call_end_to_end import hotline, plan, records
+from tests.test_call_end_to_end import SERVICE, hotline, plan, records
 
 # Scheduling on a busy 2-core machine: how late a timer may fire or a row's time may be stamped.
 LATE = 0.35
@@ -199,7 +199,7 @@ async def test_wrapup_extended_over_the_api_lasts_longer(redis, pool, redis_url,
                        wrapup=0.05) as (sim, acd):
         await add_agent(sim, acd, "1001", "slow", {"mandarin": 5})
         base = f"http://127.0.0.1:{acd.http_port}"
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=SERVICE) as http:
             # Not in wrap-up: nothing to extend.
             async with http.post(f"{base}/agents/1001/wrapup/extend", json={"seconds": extra}) as resp:
                 assert resp.status == 409, await resp.text()

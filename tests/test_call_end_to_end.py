@@ -18,6 +18,8 @@ from pbxsim.scenario import CallerPlan, Scenario
 from pbxsim.simulator import Simulator, SimulatorConfig, read_manager_conf
 
 SPEED = 20.0   # prompts and ring timeouts run 20x faster than real time
+SERVICE_TOKEN = "test-service-token-0123456789abcdefghij"     # what the CTI would send the ACD's API
+SERVICE = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
 
 
 def plan(number="13800000001", line="main", digits=("1",), patience=30.0, talk=0.3,
@@ -37,6 +39,7 @@ async def hotline(redis, pool, redis_url, pg_url, tmp_path: Path, *, agents=(("1
                                     agi_url=None, auth_fail_delay=0.01, truth_log=tmp_path / "truth.jsonl"),
                     Scenario(agents=0, answer_delay_s=answer_delay, no_answer_share=no_answer))
     await sim.start()
+    settings_kw.setdefault("service_token", SERVICE_TOKEN)
     settings = Settings(database_url=pg_url, redis_url=redis_url, ami_port=sim.ami_port,
                         ami_username=user.username, ami_secret=user.secret, agi_port=0, acd_port=0, wrapup_s=wrapup,
                         ami_ping_interval_s=5, **settings_kw)

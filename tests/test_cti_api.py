@@ -30,15 +30,14 @@ from hotline.model import AbandonedIn, AgentState, CallOutcome, CallRecord
 from hotline.settings import Settings
 from hotline.stores import Stores
 
+from .auth_helpers import client_for
+
 
 @contextlib.asynccontextmanager
-async def served(redis, pool, **kw) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(make_app(redis, pool, **kw)))
-    await client.start_server()
-    try:
+async def served(redis, pool, *, signed_pool=None, **kw) -> AsyncIterator[TestClient]:
+    """The CTI, and a client signed in as an admin (users live in ``signed_pool``, else ``pool``)."""
+    async with client_for(make_app(redis, pool, **kw), signed_pool or pool) as client:
         yield client
-    finally:
-        await client.close()
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -131,7 +130,7 @@ async def seed_live_calls(redis) -> float:
 # ---- health, pages, errors ---------------------------------------------------------------
 async def test_health_reports_both_stores(redis, pool):
     async with served(redis, pool) as client:
-        resp = await client.get("/api/health")
+        resp = await client.get("/api/v1/health")
         assert resp.status == 200
         assert await resp.json() == {"redis": True, "postgres": True}
 
@@ -141,10 +140,10 @@ async def test_health_and_metrics_with_redis_down(pool):
                           socket_connect_timeout=0.5)
     try:
         async with served(dead, pool) as client:
-            resp = await client.get("/api/health")
+            resp = await client.get("/api/v1/health")
             assert resp.status == 503
             assert await resp.json() == {"redis": False, "postgres": True}
-            resp = await client.get("/api/agents")
+            resp = await client.get("/api/v1/agents")
             assert resp.status == 503
             assert "redis" in (await resp.json())["error"]
             resp = await client.get("/metrics")           # a scrape never fails: it says what is down
@@ -156,20 +155,21 @@ async def test_health_and_metrics_with_redis_down(pool):
         await dead.aclose()
 
 
-async def test_live_picture_stays_up_while_postgres_is_down(redis, pg_url):
+async def test_live_picture_stays_up_while_postgres_is_down(redis, pool, pg_url):
     await seed_agents(redis)
     await seed_live_calls(redis)
     closed = await asyncpg.create_pool(pg_url, min_size=0, max_size=1)
     await closed.close()
-    async with served(redis, closed) as client:
-        resp = await client.get("/api/live")
+    # Signed in before PostgreSQL went away: the session is known from Redis.
+    async with served(redis, closed, signed_pool=pool) as client:
+        resp = await client.get("/api/v1/live")
         assert resp.status == 200
         data = await resp.json()
         assert data["waiting"] == 3 and data["agents"]["ready"] == 1
         assert data["today"] is None                         # the wallboard shows "–", not an error
-        resp = await client.get("/api/health")
+        resp = await client.get("/api/v1/health")
         assert resp.status == 503 and await resp.json() == {"redis": True, "postgres": False}
-        for path in ("/api/calls", "/api/stats"):
+        for path in ("/api/v1/calls", "/api/v1/stats"):
             resp = await client.get(path)
             assert resp.status == 503 and (await resp.json())["error"] == "postgres unavailable"
         m = metric_samples(await (await client.get("/metrics")).text())
@@ -187,7 +187,7 @@ async def test_make_app_requires_decoded_redis(redis_url, pool):
         await raw.aclose()
 
 
-@pytest.mark.parametrize("path, marker", [("/desktop", "/ws/agent/"), ("/wallboard", "/api/live")])
+@pytest.mark.parametrize("path, marker", [("/desktop", "/ws/agent/"), ("/wallboard", "/api/v1/live")])
 async def test_pages_are_served_without_external_resources(redis, pool, path, marker):
     async with served(redis, pool) as client:
         resp = await client.get(path)
@@ -203,10 +203,10 @@ async def test_pages_are_served_without_external_resources(redis, pool, path, ma
 
 async def test_unknown_api_path_and_method_are_json_errors(redis, pool):
     async with served(redis, pool) as client:
-        resp = await client.get("/api/nothing")
+        resp = await client.get("/api/v1/nothing")
         assert resp.status == 404
         assert "error" in await resp.json()
-        resp = await client.post("/api/calls")
+        resp = await client.post("/api/v1/calls")
         assert resp.status == 405
         assert "GET" in resp.headers["Allow"]
         assert "error" in await resp.json()
@@ -216,7 +216,7 @@ async def test_unknown_api_path_and_method_are_json_errors(redis, pool):
 async def test_calls_newest_first_with_limit_since_and_agent(redis, pool):
     base = await seed_records(redis, pool)
     async with served(redis, pool) as client:
-        resp = await client.get("/api/calls")
+        resp = await client.get("/api/v1/calls")
         data = await resp.json()
         assert resp.status == 200
         uids = [c["uniqueid"] for c in data["calls"]]
@@ -226,14 +226,14 @@ async def test_calls_newest_first_with_limit_since_and_agent(redis, pool):
         assert first["wait_s"] == 4 and first["talk_s"] == 60
         assert datetime.fromisoformat(first["arrived_at"]).timestamp() == pytest.approx(base + 120)
 
-        resp = await client.get("/api/calls", params={"limit": "2"})
+        resp = await client.get("/api/v1/calls", params={"limit": "2"})
         assert [c["uniqueid"] for c in (await resp.json())["calls"]] == ["ivr1", "ab1"]
 
         since = local_midnight().isoformat()                   # "+08:00" travels encoded
-        resp = await client.get("/api/calls", params={"since": since})
+        resp = await client.get("/api/v1/calls", params={"since": since})
         assert [c["uniqueid"] for c in (await resp.json())["calls"]] == ["ivr1", "ab1", "a3", "a2", "a1"]
 
-        resp = await client.get("/api/calls", params={"agent": "1002"})
+        resp = await client.get("/api/v1/calls", params={"agent": "1002"})
         assert [c["uniqueid"] for c in (await resp.json())["calls"]] == ["a2"]
 
 
@@ -245,7 +245,7 @@ async def test_calls_since_with_unencoded_plus_offset(redis, pool):
         raw = midnight.strftime("%Y-%m-%dT%H:%M:%S") + "+" + midnight.strftime("%z")[1:3] + ":" + midnight.strftime("%z")[3:]
         if midnight.utcoffset() < timedelta(0):
             pytest.skip("the server's offset is negative: no '+' to lose")
-        resp = await client.get(f"/api/calls?since={raw}")
+        resp = await client.get(f"/api/v1/calls?since={raw}")
         assert resp.status == 200, await resp.text()
         assert len((await resp.json())["calls"]) == 5
 
@@ -258,7 +258,7 @@ async def test_calls_since_with_unencoded_plus_offset(redis, pool):
 ])
 async def test_calls_bad_parameters_are_400(redis, pool, query, param):
     async with served(redis, pool) as client:
-        resp = await client.get(f"/api/calls?{query}")
+        resp = await client.get(f"/api/v1/calls?{query}")
         assert resp.status == 400
         body = await resp.json()
         assert body["parameter"] == param
@@ -270,12 +270,12 @@ async def test_stats_all_time_today_and_window(redis, pool):
     await seed_records(redis, pool)
     midnight = local_midnight()
     async with served(redis, pool) as client:
-        data = await (await client.get("/api/stats")).json()
+        data = await (await client.get("/api/v1/stats")).json()
         assert data["offered"] == 6 and data["answered"] == 4 and data["abandoned"] == 1
         assert data["ivr_completed"] == 1
         assert data["avg_wait_s"] == pytest.approx((8 + 12 + 4 + 100) / 4)
 
-        data = await (await client.get("/api/stats", params={"since": midnight.isoformat()})).json()
+        data = await (await client.get("/api/v1/stats", params={"since": midnight.isoformat()})).json()
         assert (data["offered"], data["answered"], data["abandoned"], data["ivr_completed"]) == (5, 3, 1, 1)
         assert data["answer_rate"] == 0.75                 # the IVR-served call was not offered to agents
         assert data["avg_wait_s"] == pytest.approx(8.0)
@@ -284,20 +284,20 @@ async def test_stats_all_time_today_and_window(redis, pool):
         assert data["since"] == midnight.isoformat() and data["until"] is None
 
         window = {"since": (midnight - timedelta(days=1)).isoformat(), "until": midnight.isoformat()}
-        data = await (await client.get("/api/stats", params=window)).json()
+        data = await (await client.get("/api/v1/stats", params=window)).json()
         assert (data["offered"], data["answered"], data["avg_wait_s"]) == (1, 1, 100)
 
-        resp = await client.get("/api/stats", params={"since": midnight.isoformat(),
+        resp = await client.get("/api/v1/stats", params={"since": midnight.isoformat(),
                                                       "until": (midnight - timedelta(hours=1)).isoformat()})
         assert resp.status == 400
         assert (await resp.json())["parameter"] == "until"
-        resp = await client.get("/api/stats", params={"until": "soon"})
+        resp = await client.get("/api/v1/stats", params={"until": "soon"})
         assert resp.status == 400 and "'until'" in (await resp.json())["error"]
 
 
 async def test_stats_empty_database(redis, pool):
     async with served(redis, pool) as client:
-        data = await (await client.get("/api/stats")).json()
+        data = await (await client.get("/api/v1/stats")).json()
         assert data["offered"] == 0 and data["answer_rate"] is None and data["avg_wait_s"] is None
 
 
@@ -305,7 +305,7 @@ async def test_stats_empty_database(redis, pool):
 async def test_agents_as_the_acd_wrote_them(redis, pool):
     await seed_agents(redis)
     async with served(redis, pool) as client:
-        data = await (await client.get("/api/agents")).json()
+        data = await (await client.get("/api/v1/agents")).json()
     agents = {a["id"]: a for a in data["agents"]}
     assert [a["id"] for a in data["agents"]] == ["1001", "1002", "1003", "1004", "1005", "1006"]
     assert agents["1001"]["name"] == "王芳" and agents["1001"]["team"] == "day"
@@ -322,7 +322,7 @@ async def test_agents_tolerates_a_garbled_hash(redis, pool):
     await redis.hset(Keys.agent("2001"), mapping={"name": "x", "skills": "{not json", "state": "dancing",
                                                   "state_since": "nan?"})
     async with served(redis, pool) as client:
-        resp = await client.get("/api/agents")
+        resp = await client.get("/api/v1/agents")
         assert resp.status == 200
         data = await resp.json()
     assert data["agents"] == [{"id": "2001", "name": "x", "team": "default", "skills": {}, "state": "unknown",
@@ -334,7 +334,7 @@ async def test_live_picture(redis, pool):
     await seed_records(redis, pool)
     now = await seed_live_calls(redis)
     async with served(redis, pool) as client:
-        resp = await client.get("/api/live")
+        resp = await client.get("/api/v1/live")
         assert resp.status == 200
         data = await resp.json()
     elapsed = time.time() - now
@@ -358,7 +358,7 @@ async def test_live_picture(redis, pool):
 
 async def test_live_when_nothing_happens(redis, pool):
     async with served(redis, pool) as client:
-        data = await (await client.get("/api/live")).json()
+        data = await (await client.get("/api/v1/live")).json()
     assert data["waiting"] == 0 and data["longest_wait_s"] == 0 and data["queues"] == []
     assert data["calls"] == {"ivr": 0, "waiting": 0, "ringing": 0, "talking": 0}
     assert data["today"]["offered"] == 0
@@ -366,10 +366,10 @@ async def test_live_when_nothing_happens(redis, pool):
 
 async def test_live_kpis_are_cached_briefly(redis, pool):
     async with served(redis, pool, kpi_ttl_s=60) as client:
-        assert (await (await client.get("/api/live")).json())["today"]["offered"] == 0
+        assert (await (await client.get("/api/v1/live")).json())["today"]["offered"] == 0
         await seed_records(redis, pool)
-        assert (await (await client.get("/api/live")).json())["today"]["offered"] == 0   # cached
-        assert (await (await client.get("/api/stats")).json())["offered"] == 6           # never cached
+        assert (await (await client.get("/api/v1/live")).json())["today"]["offered"] == 0   # cached
+        assert (await (await client.get("/api/v1/stats")).json())["offered"] == 6           # never cached
 
 
 # ---- /metrics ------------------------------------------------------------------------------
@@ -428,7 +428,7 @@ async def test_run_cti_serves_on_the_configured_port(redis, pool):
         assert urls["desktop"] == f"http://127.0.0.1:{settings.cti_port}/desktop"
         assert set(urls) >= {"desktop", "wallboard", "api", "metrics"}
         async with aiohttp.ClientSession() as session:
-            async with session.get(urls["api"] + "/health") as resp:
+            async with session.get(urls["health"]) as resp:
                 assert resp.status == 200
             async with session.get(urls["wallboard"]) as resp:
                 assert resp.status == 200
@@ -445,4 +445,4 @@ async def test_run_cti_serves_on_the_configured_port(redis, pool):
 def test_cti_urls_for_wildcard_hosts():
     assert cti_urls(Settings(cti_host="0.0.0.0", cti_port=8080))["wallboard"] == "http://127.0.0.1:8080/wallboard"
     assert cti_urls(Settings(cti_host="::", cti_port=8080))["metrics"] == "http://[::1]:8080/metrics"
-    assert cti_urls(Settings(cti_host="cti.example", cti_port=9000))["api"] == "http://cti.example:9000/api"
+    assert cti_urls(Settings(cti_host="cti.example", cti_port=9000))["api"] == "http://cti.example:9000/api/v1/docs"

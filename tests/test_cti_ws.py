@@ -27,18 +27,19 @@ from cti.events import RESYNC, Subscription
 from hotline.keys import Keys
 from hotline.model import AgentState, CallOutcome, CallRecord
 
+from hotline.auth import Role
+
+from .auth_helpers import client_for, token_for
+
 TIMEOUT = 3.0
 CALLER = "13800138000"
 
 
 @contextlib.asynccontextmanager
 async def served(redis, pool) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(make_app(redis, pool)))
-    await client.start_server()
-    try:
+    """The CTI, and a client signed in as an admin (who may open any agent's desktop)."""
+    async with client_for(make_app(redis, pool), pool) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -111,7 +112,7 @@ async def put_history(redis, pool) -> None:
 async def test_state_at_once_on_connect(redis, pool):
     await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             message = await receive(ws)
             assert message["type"] == "state"
             agent = message["agent"]
@@ -130,7 +131,7 @@ async def test_state_at_once_on_connect(redis, pool):
 async def test_bad_or_unknown_agent_is_refused_with_a_reason(redis, pool, agent_id, code, reason):
     await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect(f"/ws/agent/{agent_id}") as ws:
+        async with client.ws_connect(f"/api/v1/ws/agent/{agent_id}") as ws:
             message = await receive(ws)
             assert message["type"] == "error" and reason in message["error"]
             msg = await ws.receive(timeout=TIMEOUT)
@@ -147,7 +148,7 @@ async def test_screen_pop_when_reserved_for_a_call(redis, pool):
     await put_history(redis, pool)
     await put_call(redis, "1700000000.42")
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             assert (await receive(ws))["type"] == "state"
             await directory.transition("1001", AgentState.RESERVED, call="1700000000.42")
 
@@ -185,7 +186,7 @@ async def test_screen_pop_without_ivr_path_history_or_call_hash(redis, pool):
     directory = await make_agents(redis)
     await put_call(redis, "c-noivr", caller="", ivr=False)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             await receive(ws)
             await directory.transition("1001", AgentState.RESERVED, call="c-noivr")
             pop = await receive_until(ws, "screen_pop")
@@ -197,13 +198,14 @@ async def test_screen_pop_without_ivr_path_history_or_call_hash(redis, pool):
             assert pop["live"] is False and pop["call"]["uniqueid"] == "c-gone"
 
 
-async def test_screen_pop_without_postgres_has_no_history(redis, pg_url):
+async def test_screen_pop_without_postgres_has_no_history(redis, pool, pg_url):
     directory = await make_agents(redis)
     await put_call(redis, "c-nopg")
     closed = await asyncpg.create_pool(pg_url, min_size=0, max_size=1)
     await closed.close()
-    async with served(redis, closed) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+    # Signed in before PostgreSQL went away: the session is known from Redis.
+    async with client_for(make_app(redis, closed), pool) as client:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             await receive(ws)
             await directory.transition("1001", AgentState.RESERVED, call="c-nopg")
             pop = await receive_until(ws, "screen_pop")
@@ -215,7 +217,7 @@ async def test_screen_pop_on_connect_when_already_ringing(redis, pool):
     await put_call(redis, "c-ring")
     await directory.transition("1001", AgentState.RESERVED, call="c-ring")
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:       # e.g. the page was reloaded
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:       # e.g. the page was reloaded
             state = await receive(ws)
             assert state["type"] == "state" and state["agent"]["state"] == "reserved"
             pop = await receive(ws)
@@ -225,7 +227,7 @@ async def test_screen_pop_on_connect_when_already_ringing(redis, pool):
 async def test_only_this_agents_events_are_forwarded(redis, pool):
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws1, client.ws_connect("/ws/agent/1002") as ws2:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws1, client.ws_connect("/api/v1/ws/agent/1002") as ws2:
             await receive(ws1)
             await receive(ws2)
             await directory.transition("1002", AgentState.NOT_READY, reason="break")
@@ -243,7 +245,7 @@ async def test_only_this_agents_events_are_forwarded(redis, pool):
 async def test_one_subscription_for_all_sockets(redis, pool):
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        sockets = [await client.ws_connect(f"/ws/agent/{agent_id}") for agent_id in ("1001", "1001", "1002")]
+        sockets = [await client.ws_connect(f"/api/v1/ws/agent/{agent_id}") for agent_id in ("1001", "1001", "1002")]
         try:
             for ws in sockets:
                 await receive(ws)
@@ -266,7 +268,7 @@ async def test_one_subscription_for_all_sockets(redis, pool):
 async def test_bad_client_messages_get_an_error_and_the_socket_lives_on(redis, pool):
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             await receive(ws)
             for bad in ("{not json", "[1, 2]", "null", '"ping"', '{"type": 5}', '{"no": "type"}',
                         json.dumps({"type": "x" * 5000}), "坐席\x00", ""):
@@ -287,7 +289,7 @@ async def test_bad_client_messages_get_an_error_and_the_socket_lives_on(redis, p
 async def test_oversized_client_message_closes_only_that_socket(redis, pool):
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as big, client.ws_connect("/ws/agent/1001") as ok:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as big, client.ws_connect("/api/v1/ws/agent/1001") as ok:
             await receive(big)
             await receive(ok)
             await big.send_str("x" * 100_000)
@@ -300,7 +302,7 @@ async def test_oversized_client_message_closes_only_that_socket(redis, pool):
 async def test_garbage_on_the_events_channel_is_ignored(redis, pool):
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             await receive(ws)
             for junk in ("not json", "[]", '{"type": 1, "agent": "1001"}', '{"agent": "1001"}',
                          '{"type": "agent", "agent": "1001", "state": "reserved", "call": 42}'):
@@ -322,7 +324,7 @@ async def test_lost_subscription_is_remade_and_desktops_resync(redis, pool, monk
         monkeypatch.setattr("hotline.subscriber.open_lane", lambda client: None)
     directory = await make_agents(redis)
     async with served(redis, pool) as client:
-        async with client.ws_connect("/ws/agent/1001") as ws:
+        async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
             await receive(ws)
             hub = client.app[HUB]
             assert hub.subscriber.lean is lean
@@ -349,9 +351,10 @@ async def test_lost_subscription_is_remade_and_desktops_resync(redis, pool, monk
 
 async def test_server_shutdown_closes_desktops_promptly(redis, pool):
     await make_agents(redis)
-    client = TestClient(TestServer(make_app(redis, pool)))
+    token = await token_for(pool, redis, Role.AGENT, agent_id="1001")
+    client = TestClient(TestServer(make_app(redis, pool)), headers={"Authorization": f"Bearer {token}"})
     await client.start_server()
-    ws = await client.ws_connect("/ws/agent/1001")
+    ws = await client.ws_connect("/api/v1/ws/agent/1001")
     await receive(ws)
     started = time.perf_counter()
     closing = asyncio.create_task(client.server.close())

@@ -16,7 +16,7 @@ from hotline.embedded import EmbeddedPostgres, EmbeddedRedis
 from hotline.keys import Keys
 from hotline.model import AgentState, CallOutcome, CallRecord
 
-from .test_call_end_to_end import hotline, plan
+from .test_call_end_to_end import SERVICE, hotline, plan
 
 
 async def wait_until(predicate, timeout=10.0, step=0.05):
@@ -104,7 +104,7 @@ async def test_redis_down_an_agents_change_over_http_is_kept_and_written_back(po
     try:
         async with hotline(redis, pool, server.url, pg_url, tmp_path) as (sim, acd):
             base = f"http://127.0.0.1:{acd.http_port}"
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers=SERVICE) as http:
                 await server.stop()
                 r = await http.post(f"{base}/agents/1001/not-ready", json={"reason": "meal"})
                 assert r.status == 202
