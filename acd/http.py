@@ -55,6 +55,8 @@ __all__ = ["make_acd_app", "parse_agents_file", "start_acd_http"]
 
 log = logging.getLogger(__name__)
 
+MAX_IMPORT_ROWS = 5000          # a floor is hundreds of agents: a bigger file is a mistake
+
 AGENTS = web.AppKey("agents", AgentService)
 ASSIGNMENT = web.AppKey("assignment", Assignment)
 REDIS = web.AppKey("redis", Redis)
@@ -89,6 +91,8 @@ def parse_agents_file(text: str, kind: str) -> list[tuple[str, str, str, dict[st
         if not isinstance(data, list):
             raise ValueError("YAML must be a list of agents (id, name, team, skills)")
         rows = data
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise ValueError(f"at most {MAX_IMPORT_ROWS} agents per import, got {len(rows)}")
     agents = []
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or not row.get("id"):

@@ -36,8 +36,8 @@ from hotline.web.security import Authenticator
 from . import v1
 from .acd_client import AcdClient
 from .appkeys import (ACD, ALLOWED_ORIGINS, AMI, AUDIT, COOKIE_SECURE, HUB, KPIS, LIMITER, METRICS, METRICS_FROM,
-                      POOL, PUBLIC_HEALTH, REDIS, SESSIONS, SOCKETS, USERS)
-from .desktop import agent_socket, close_all
+                      POOL, PUBLIC_HEALTH, REDIS, SESSION_CHECK, SESSIONS, SOCKETS, USERS)
+from .desktop import SESSION_CHECK_S, agent_socket, close_all
 from .events import EventHub
 from .metrics import CONTENT_TYPE_LATEST, LiveCollector
 from .records import TodayKpis
@@ -72,7 +72,8 @@ class CtiAccess:
 
 
 def make_app(redis: Redis, pool: asyncpg.Pool, *, ami: Optional[Any] = None, kpi_ttl_s: float = 2.0,
-             access: CtiAccess = CtiAccess(), max_body: int = 2 * 1024 * 1024) -> web.Application:
+             access: CtiAccess = CtiAccess(), max_body: int = 2 * 1024 * 1024,
+             session_check_s: float = SESSION_CHECK_S) -> web.Application:
     """The CTI application on the caller's clients.
 
     ``redis`` must decode responses to ``str`` (as :func:`hotline.stores.connect_redis`
@@ -93,6 +94,7 @@ def make_app(redis: Redis, pool: asyncpg.Pool, *, ami: Optional[Any] = None, kpi
     app[METRICS_FROM] = tuple(ipaddress.ip_network(net, strict=False) for net in access.metrics_from)
     app[COOKIE_SECURE] = access.cookie_secure
     app[ALLOWED_ORIGINS] = tuple(access.allowed_origins)
+    app[SESSION_CHECK] = session_check_s
     app[REDIS] = redis
     app[POOL] = pool
     app[AMI] = ami

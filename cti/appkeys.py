@@ -17,7 +17,7 @@ from .metrics import LiveCollector
 from .records import TodayKpis
 
 __all__ = ["ACD", "ALLOWED_ORIGINS", "AMI", "AUDIT", "COOKIE_SECURE", "HUB", "KPIS", "LIMITER", "METRICS", "METRICS_FROM",
-           "POOL", "PUBLIC_HEALTH", "REDIS", "SESSIONS", "SOCKETS", "USERS"]
+           "POOL", "PUBLIC_HEALTH", "REDIS", "SESSION_CHECK", "SESSIONS", "SOCKETS", "USERS"]
 
 REDIS = web.AppKey("cti.redis", Redis)
 POOL = web.AppKey("cti.pool", asyncpg.Pool)
@@ -37,3 +37,4 @@ METRICS_FROM: web.AppKey[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ..
 # the session cookies' Secure flag: True, False, or None: as the request came (https)
 COOKIE_SECURE: web.AppKey[Optional[bool]] = web.AppKey("cti.cookie_secure")
 ALLOWED_ORIGINS: web.AppKey[tuple[str, ...]] = web.AppKey("cti.allowed_origins")  # besides this server's own
+SESSION_CHECK: web.AppKey[float] = web.AppKey("cti.session_check")  # seconds between checks of a desktop's session

@@ -40,7 +40,7 @@ from hotline.auth.roles import Principal, Role
 from hotline.web.api import PRINCIPAL
 from hotline.web.security import same_origin
 
-from .appkeys import ALLOWED_ORIGINS, HUB, POOL, REDIS, SOCKETS
+from .appkeys import ALLOWED_ORIGINS, HUB, POOL, REDIS, SESSION_CHECK, SESSIONS, SOCKETS
 from .events import Subscription
 from .live import call_view, read_agent, read_call, read_ivr_path
 from .records import caller_history
@@ -57,6 +57,7 @@ CLOSE_UNKNOWN_AGENT = 4404
 CLOSE_UNAVAILABLE = 4503
 MAX_CLIENT_MESSAGE = 16 * 1024
 HISTORY_TIMEOUT_S = 1.5
+SESSION_CHECK_S = 15.0          # how soon a desktop closes after its session ended (signed out, disabled)
 POP_STATES = {AgentState.RESERVED.value, AgentState.ON_CALL.value}
 _AGENT_EVENT_FIELDS = ("type", "agent", "state", "reason", "call", "at")
 _CALL_EVENT_FIELDS = ("type", "uniqueid", "outcome", "agent")
@@ -228,6 +229,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     sockets.add(ws)
     desk = AgentDesk(ws, agent_id, app, sub)
     writer: Optional[asyncio.Task] = None
+    guard: Optional[asyncio.Task] = None
     try:
         try:
             exists = await desk.send_state()
@@ -240,6 +242,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
             return ws
         log.info("desktop %s connected", agent_id)
         writer = asyncio.create_task(desk.forward_events(), name=f"cti-desktop-{agent_id}")
+        if principal.session_id is not None:
+            guard = asyncio.create_task(_session_guard(ws, app, principal.session_id), name=f"cti-guard-{agent_id}")
         async for msg in ws:
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSING):
                 break
@@ -254,13 +258,29 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     finally:
         hub.unsubscribe(sub)
         sockets.discard(ws)
-        if writer is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        for task in (writer, guard):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if not ws.closed:
             await ws.close()
         log.info("desktop %s disconnected", agent_id)
     return ws
+
+
+async def _session_guard(ws: web.WebSocketResponse, app: web.Application, session_id: int) -> None:
+    """A desktop lives as long as its session: signed out, disabled or expired, it is closed (4401).
+    (PostgreSQL unreachable: the desktop stays open; the live data is Redis's.)"""
+    while not ws.closed:
+        await asyncio.sleep(app[SESSION_CHECK])
+        try:
+            alive = await app[SESSIONS].alive(session_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError):
+            continue
+        if not alive:
+            log.info("desktop closed: its session %s has ended", session_id)
+            await _refuse(ws, CLOSE_UNSIGNED, "the session has ended: sign in again")
+            return
 
 
 async def close_all(app: web.Application) -> None:

@@ -135,3 +135,39 @@ async def test_cli_manages_agents_of_the_running_acd(redis, pool, redis_url, pg_
         assert result.exit_code == 1 and result.output.startswith("hotline: error: ACD: reason must be")
         result = await cli("list")
         assert result.exit_code == 0 and "1003" in result.output and "not_ready (break)" in result.output
+
+
+async def test_the_acd_api_is_no_anonymous_door(redis, pool, redis_url, pg_url, tmp_path):
+    """Tokens only (the CTI's service token, or a signed-in user's), JSON bodies only, and the same
+    roles as the CTI's API: an agent their own seat, admins the agents' profiles."""
+    from hotline.auth import Role
+
+    from .auth_helpers import token_for
+
+    async with hotline(redis, pool, redis_url, pg_url, tmp_path, agents=(("1001", {"mandarin": 5}),
+                                                                          ("1002", {"mandarin": 5}))) as (sim, acd):
+        base = f"http://127.0.0.1:{acd.http_port}"
+        agent = {"Authorization": f"Bearer {await token_for(pool, redis, Role.AGENT, agent_id='1001')}"}
+        async with aiohttp.ClientSession() as http:
+            for method, path in (("GET", "/agents"), ("PUT", "/agents/2001"), ("POST", "/agents/1001/logout"),
+                                 ("POST", "/agents/import"), ("GET", "/decisions")):
+                async with http.request(method, base + path, json={}) as r:
+                    assert r.status == 401, (method, path)
+            async with http.post(f"{base}/agents/1001/logout", headers={"Authorization": "Bearer forged"}) as r:
+                assert r.status == 401
+            # A cross-site form can only send text/plain: not read as JSON.
+            async with http.post(f"{base}/agents/1001/not-ready", data='{"reason": "break"}',
+                                 headers={**SERVICE, "Content-Type": "text/plain"}) as r:
+                assert r.status == 415
+            async with http.post(f"{base}/agents/1002/not-ready", json={"reason": "break"}, headers=agent) as r:
+                assert r.status == 403
+            async with http.put(f"{base}/agents/2001", json={"skills": {"elderly": 5}}, headers=agent) as r:
+                assert r.status == 403 and "2001" not in acd.agents.agents          # no ghost agent
+            async with http.post(f"{base}/agents/import", data="id,name,team,skills\n3001,x,y,elderly:5\n",
+                                 headers={**agent, "Content-Type": "text/csv"}) as r:
+                assert r.status == 403
+            async with http.get(f"{base}/agents", headers=agent) as r:
+                assert [a["id"] for a in await r.json()] == ["1001"]
+            async with http.post(f"{base}/agents/1001/not-ready", json={"reason": "break"}, headers=agent) as r:
+                assert r.status == 200 and (await r.json())["state"] == "not_ready"
+            assert acd.agents.get("1001").reason == "break" and acd.agents.get("1002").state == AgentState.READY

@@ -24,9 +24,12 @@ OUR_SERVICES = ("ivr", "acd", "cti")
 DEPLOYABLE_SETTINGS = {
     "database_url", "redis_url", "data_dir", "ami_host", "ami_port", "ami_username", "ami_secret",
     "agi_host", "agi_port", "cti_host", "cti_port", "ring_timeout_s", "wrapup_s", "default_queue",
-    "log_level",
+    "log_level", "service_token",
 }
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+# ${VAR:?message}: the deployment must set it (compose refuses to start otherwise).
+_REQUIRED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}")
+REQUIRED_EXAMPLE = "an-example-secret-that-a-deployment-sets-0123456789"
 
 
 @lru_cache(maxsize=None)
@@ -43,8 +46,9 @@ def service(name: str) -> dict[str, Any]:
 
 
 def interpolate(value: Any) -> str:
-    """Compose's ${VAR:-default} with an empty environment: the defaults."""
-    return _VARIABLE.sub(lambda m: m.group(2) or "", str(value))
+    """Compose's ${VAR:-default} with an empty environment: the defaults (a required ${VAR:?...}:
+    an example of what the deployment sets)."""
+    return _VARIABLE.sub(lambda m: m.group(2) or "", _REQUIRED.sub(REQUIRED_EXAMPLE, str(value)))
 
 
 def environment(name: str) -> dict[str, str]:

@@ -129,7 +129,15 @@ async def import_agents(request: Request) -> web.Response:
 
 
 @API.endpoint("GET", "/decisions", roles=(Role.SUPERVISOR, Role.ADMIN), tag="floor", query=DecisionsQuery,
-              response=Decisions, statuses=(503,), summary="The latest routing decisions, with candidates and scores")
+              response=Decisions, statuses=(503,),
+              summary="The latest routing decisions (the ACD keeps 500), newest first, with candidates and scores")
 async def decisions(request: Request) -> web.Response:
-    _, answer = await request.app[ACD].call("GET", f"/decisions?limit={request.query.limit}", request.user.name)
-    return json_answer({"decisions": answer})
+    q: DecisionsQuery = request.query
+    after = decode_cursor(q.cursor, (int,))
+    _, answer = await request.app[ACD].call("GET", "/decisions?limit=500", request.user.name)
+    rows = [d for d in answer if isinstance(d, dict) and (q.agent is None or d.get("agent") == q.agent)
+            and (q.call is None or d.get("call") == q.call)]
+    start = after[0] if after else 0
+    page = rows[start:start + q.limit]
+    more = len(rows) > start + q.limit
+    return json_answer({"decisions": page, "next_cursor": encode_cursor(start + q.limit) if more else None})

@@ -42,6 +42,8 @@ async def sign_in(request: Request) -> web.Response:
     wait = await limiter.retry_after(name, address)
     if wait is not None:
         log.warning("sign-in of %r from %s refused: too many failures", name, address)
+        await audit.write("sign_in_failed", actor=None, target=name, address=address,
+                          detail={"reason": "too many failures", "retry_after": wait})
         raise ApiError(429, f"too many failed sign-ins: try again in {wait} s", retry_after=wait)
     user, stored = await request.app[USERS].credentials(name)
     if not await verify_password(stored, body.password) or user is None or user.disabled:

@@ -196,12 +196,14 @@ class Imported(BaseModel):
     imported: int
 
 
-class DecisionsQuery(Strict):
-    limit: int = Field(50, ge=1, le=500)
+class DecisionsQuery(Page):
+    agent: Optional[AgentId] = None
+    call: Optional[str] = Field(None, pattern=r"^[0-9A-Za-z._-]{1,64}$", description="the call's uniqueid")
 
 
 class Decisions(BaseModel):
     decisions: list[dict[str, Any]]
+    next_cursor: Optional[str]
 
 
 # ---- users and audit -----------------------------------------------------------------------

@@ -154,6 +154,12 @@ class SessionStore:
         await self._cache(token_hash(access), user.principal(tokens.session_id), tokens.access_expires_at)
         return tokens, user
 
+    async def alive(self, session_id: int) -> bool:
+        """Whether this session still runs (not ended, not expired, its user enabled)."""
+        return bool(await self.pool.fetchval(
+            "SELECT true FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.id = $1 AND s.expires_at > now() AND NOT u.disabled", session_id))
+
     async def close(self, session_id: int) -> None:
         ended = await self.pool.fetch("DELETE FROM sessions WHERE id = $1 RETURNING access_hash", session_id)
         await self.forget(row["access_hash"] for row in ended)
