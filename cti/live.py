@@ -18,7 +18,7 @@ from hotline.live import LIVE_PHASES, CallState, LiveCall
 from hotline.model import AgentState, SkillError, parse_skills
 
 __all__ = [
-    "CALL_STATES", "agent_view", "call_view", "ivr_view", "live_snapshot", "read_agent", "read_agents",
+    "CALL_STATES", "agent_order", "agent_view", "call_view", "ivr_view", "live_snapshot", "read_agent", "read_agents",
     "read_call", "read_ivr_path",
 ]
 
@@ -126,12 +126,12 @@ async def read_agent(redis: Redis, agent_id: str) -> Optional[dict[str, Any]]:
     return agent_view(agent_id, data) if data else None
 
 
-def _id_order(agent_id: str) -> tuple[int, str]:
+def agent_order(agent_id: str) -> tuple[int, str]:
     return (int(agent_id), agent_id) if agent_id.isdigit() and len(agent_id) < 20 else (1 << 64, agent_id)
 
 
 async def read_agents(redis: Redis) -> list[dict[str, Any]]:
-    ids = sorted(await redis.smembers(Keys.agents), key=_id_order)
+    ids = sorted(await redis.smembers(Keys.agents), key=agent_order)
     if not ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:

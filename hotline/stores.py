@@ -20,7 +20,7 @@ from .db import DatabaseError, connect_pool, upgrade
 from .embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedStoreError
 from .settings import Settings
 
-__all__ = ["Stores", "StoreError", "open_database", "open_stores", "connect_redis"]
+__all__ = ["Database", "Stores", "StoreError", "open_database", "open_stores", "connect_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -51,43 +51,16 @@ async def connect_redis(url: str, timeout: float = 5.0) -> Redis:
     return client
 
 
-@asynccontextmanager
-async def open_stores(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Stores]:
-    """Start or connect PostgreSQL and Redis, apply migrations, and close all on exit."""
-    started: list = []
-    pool: Optional[asyncpg.Pool] = None
-    redis: Optional[Redis] = None
-    try:
-        database_url, redis_url = settings.database_url, settings.redis_url
-        if database_url is None:
-            pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
-            await pg.start()
-            started.append(pg)
-            database_url = pg.url
-        if redis_url is None:
-            rd = EmbeddedRedis(settings.data_dir.resolve() / "redis")
-            await rd.start()
-            started.append(rd)
-            redis_url = rd.url
-        pool = await connect_pool(database_url, timeout=settings.db_connect_timeout_s)
-        if migrate:
-            await upgrade(database_url)
-        redis = await connect_redis(redis_url)
-        yield Stores(database_url, redis_url, pool, redis, embedded=bool(started))
-    except (DatabaseError, EmbeddedStoreError) as exc:
-        raise StoreError(str(exc)) from None
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        if pool is not None:
-            await pool.close()
-        for server in reversed(started):
-            await server.stop()
+@dataclass
+class Database:
+    url: str
+    pool: asyncpg.Pool
+    embedded: bool
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """PostgreSQL alone, migrated (the command-line tools that only need the records and users)."""
+async def open_database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
+    """PostgreSQL (started embedded in the data directory when no address is set), migrated."""
     server: Optional[EmbeddedPostgres] = None
     pool: Optional[asyncpg.Pool] = None
     try:
@@ -97,8 +70,9 @@ async def open_database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
             await server.start()
             database_url = server.url
         pool = await connect_pool(database_url, timeout=settings.db_connect_timeout_s)
-        await upgrade(database_url)
-        yield pool
+        if migrate:
+            await upgrade(database_url)
+        yield Database(database_url, pool, embedded=server is not None)
     except (DatabaseError, EmbeddedStoreError) as exc:
         raise StoreError(str(exc)) from None
     finally:
@@ -106,3 +80,27 @@ async def open_database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
             await pool.close()
         if server is not None:
             await server.stop()
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Stores]:
+    """Start or connect PostgreSQL and Redis, apply migrations, and close all on exit."""
+    async with open_database(settings, migrate=migrate) as database:
+        server: Optional[EmbeddedRedis] = None
+        redis: Optional[Redis] = None
+        try:
+            redis_url = settings.redis_url
+            if redis_url is None:
+                server = EmbeddedRedis(settings.data_dir.resolve() / "redis")
+                await server.start()
+                redis_url = server.url
+            redis = await connect_redis(redis_url)
+            yield Stores(database.url, redis_url, database.pool, redis,
+                         embedded=database.embedded or server is not None)
+        except EmbeddedStoreError as exc:
+            raise StoreError(str(exc)) from None
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            if server is not None:
+                await server.stop()

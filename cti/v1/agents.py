@@ -15,7 +15,7 @@ from hotline.web.api import ApiError, Request
 from hotline.web.security import client_address
 
 from ..appkeys import ACD, AUDIT, REDIS
-from ..live import read_agent, read_agents
+from ..live import agent_order, read_agent, read_agents
 from .base import API, decode_cursor, encode_cursor, json_answer
 from .schemas import (AgentChanged, AgentPath, AgentProfile, AgentsPage, AgentsQuery, AgentStateChange, AgentView,
                       Decisions, DecisionsQuery, Imported, WrapupExtension)
@@ -23,10 +23,6 @@ from .schemas import (AgentChanged, AgentPath, AgentProfile, AgentsPage, AgentsQ
 READERS = (Role.AGENT, Role.SUPERVISOR, Role.OPS, Role.ADMIN)
 CHANGERS = (Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
 MAX_IMPORT = 1024 * 1024
-
-
-def _order(agent_id: str) -> tuple[int, str]:
-    return (len(agent_id), agent_id)
 
 
 async def _agent_for(request: Request, agent_id: str, *, change: bool) -> dict[str, Any]:
@@ -52,9 +48,8 @@ async def list_agents(request: Request) -> web.Response:
     rows = [a for a in await read_agents(request.app[REDIS])
             if user.may_see_agent(a["id"], a["team"]) and (q.team is None or a["team"] == q.team)
             and (q.state is None or a["state"] == q.state)]
-    rows.sort(key=lambda a: _order(a["id"]))
-    if after is not None:
-        rows = [a for a in rows if _order(a["id"]) > _order(after[0])]
+    if after is not None:                   # (read_agents gives them in agent_order)
+        rows = [a for a in rows if agent_order(a["id"]) > agent_order(after[0])]
     page = rows[:q.limit]
     return json_answer({"agents": page,
                         "next_cursor": encode_cursor(page[-1]["id"]) if len(rows) > q.limit else None})

@@ -47,10 +47,10 @@ class Principal:
     def has(self, *roles: Role) -> bool:
         return self.service or self.role in roles
 
-    def may_see_agent(self, agent_id: str, team: Optional[str]) -> bool:
-        """An agent sees only themself; a supervisor the agents of their teams; admin, ops and
-        services every agent."""
-        if self.service or self.role in (Role.ADMIN, Role.OPS):
+    def _reaches(self, agent_id: str, team: Optional[str], every: tuple[Role, ...]) -> bool:
+        """A service and the roles of ``every`` reach any agent; an agent only themself; a
+        supervisor the agents of their teams (all, with no teams set)."""
+        if self.service or self.role in every:
             return True
         if self.role == Role.AGENT:
             return agent_id == self.agent_id
@@ -58,15 +58,13 @@ class Principal:
             return not self.teams or team in self.teams
         return False
 
+    def may_see_agent(self, agent_id: str, team: Optional[str]) -> bool:
+        """Admins and ops see every agent; an agent themself; a supervisor their teams."""
+        return self._reaches(agent_id, team, (Role.ADMIN, Role.OPS))
+
     def may_change_agent(self, agent_id: str, team: Optional[str]) -> bool:
-        """An agent changes their own state; a supervisor their teams' agents; admin and services any."""
-        if self.service or self.role == Role.ADMIN:
-            return True
-        if self.role == Role.AGENT:
-            return agent_id == self.agent_id
-        if self.role == Role.SUPERVISOR:
-            return not self.teams or team in self.teams
-        return False
+        """Admins change any agent; an agent their own state; a supervisor their teams' agents."""
+        return self._reaches(agent_id, team, (Role.ADMIN,))
 
     @property
     def name(self) -> str:

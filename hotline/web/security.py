@@ -27,7 +27,6 @@ CSRF_COOKIE = "hotline_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 ACTOR_HEADER = "X-Hotline-Actor"        # a service acting for a signed-in user says whom (audit)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-VIA_COOKIE: web.RequestKey[bool] = web.RequestKey("hotline.via_cookie")
 
 
 def client_address(request: web.Request) -> str:
@@ -78,7 +77,6 @@ class Authenticator:
         # (An expired token is anonymous, not an error: signing in again must still work.)
         request[PRINCIPAL] = principal
         request[WHY_ANONYMOUS] = refused
-        request[VIA_COOKIE] = via_cookie
         if via_cookie and request.method not in SAFE_METHODS:
             if not same_origin(request, self.allowed_origins):
                 log.warning("%s %s refused: Origin %s", request.method, request.path, request.headers.get("Origin"))
