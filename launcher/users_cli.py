@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from hotline.auth import AuditLog, PasswordError, Role, UserError, UserStore
-from hotline.stores import StoreError, open_database
+from hotline.auth import AuditLog, PasswordError, Role, SessionStore, UserError, UserStore
+from hotline.stores import StoreError, connect_redis, open_database
 
 __all__ = ["users_app"]
 
@@ -38,14 +38,27 @@ def _run(ctx: typer.Context, action) -> None:
     settings = _settings(ctx.obj)
 
     async def main() -> None:
-        async with open_database(settings) as pool:
-            await action(UserStore(pool), AuditLog(pool))
+        async with open_database(settings) as database:
+            # Sessions the running services cached in Redis end at once too, where Redis is known.
+            redis = await connect_redis(settings.redis_url) if settings.redis_url else None
+            try:
+                sessions = SessionStore(database.pool, redis)
+                await action(UserStore(database.pool, sessions), AuditLog(database.pool, redis))
+            finally:
+                if redis is not None:
+                    await redis.aclose()
     try:
         asyncio.run(main())
     except (UserError, PasswordError) as exc:
         _fail(str(exc))
     except StoreError as exc:
         _fail(str(exc))
+
+
+def _cached_note(users: UserStore) -> None:
+    if users.sessions.redis is None:
+        typer.echo("note: with no HOTLINE_REDIS_URL set, running services may take their cached access tokens "
+                   "for up to HOTLINE_AUTH_ACCESS_TTL_S more (the API's /api/v1/users ends them at once)", err=True)
 
 
 def _actor() -> str:
@@ -81,6 +94,7 @@ def passwd(ctx: typer.Context, username: str,
         await users.set_password(username, password)
         await audit.write("password_set", actor=_actor(), target=username)
         typer.echo(f"password of {username} set; their sessions have ended")
+        _cached_note(users)
     _run(ctx, action)
 
 
@@ -90,6 +104,8 @@ def _set_disabled(ctx: typer.Context, username: str, disabled: bool) -> None:
         await audit.write("user_disabled" if disabled else "user_changed", actor=_actor(), target=username,
                           detail={"disabled": disabled})
         typer.echo(f"{username} {'disabled: their sessions have ended' if disabled else 'enabled'}")
+        if disabled:
+            _cached_note(users)
     _run(ctx, action)
 
 

@@ -11,9 +11,9 @@ from launcher.cli import app
 from .auth_helpers import PASSWORD
 
 
-async def test_users_added_changed_disabled_and_listed(pool, pg_url):
+async def test_users_added_changed_disabled_and_listed(pool, pg_url, redis, redis_url):
     runner = CliRunner()
-    env = {"HOTLINE_DATABASE_URL": pg_url}
+    env = {"HOTLINE_DATABASE_URL": pg_url, "HOTLINE_REDIS_URL": redis_url}
 
     async def users(*args: str, stdin: str = "") -> tuple[int, str]:
         result = await asyncio.to_thread(runner.invoke, app, ["users", *args], env=env, input=stdin)
@@ -31,10 +31,11 @@ async def test_users_added_changed_disabled_and_listed(pool, pg_url):
     assert code == 1 and "at least 10 characters" in out
     code, out = await users("add", "li.na", "--role", "ops", "--password-stdin", stdin=PASSWORD + "\n")
     assert code == 1 and "already has a user" in out
-    # A session of li.na ends when the password changes, and again when the user is disabled.
+    # A session of li.na ends when the password changes, and again when the user is disabled: in
+    # PostgreSQL and in the running services' cache (Redis).
     store = UserStore(pool)
     user = await store.get("li.na")
-    sessions = SessionStore(pool)
+    sessions = SessionStore(pool, redis)
     tokens = await sessions.open(user)
     code, out = await users("passwd", "li.na", "--password-stdin", stdin="another good password\n")
     assert code == 0 and await sessions.principal(tokens.access_token) is None
