@@ -169,17 +169,17 @@ class HotlineIvr:
             return node.next
         if node.kind == "caller-list":
             listed = call.caller in call.plan.caller_lists.get(node.caller_list or "", frozenset())
-            call.path.note(node.name, "match" if listed else "no-match")
             target = node.match if listed else node.next
             assert target is not None
+            call.path.note(node.name, "match" if listed else "no-match", node.label, target.label)
             return target
         if node.kind == "hours":
             assert node.hours is not None
             hours = call.plan.hours[node.hours]
             is_open = hours.open_at(self.local_time())
-            call.path.note(node.name, "open" if is_open else "closed")
             target = node.next if is_open else node.closed
             assert target is not None
+            call.path.note(node.name, "open" if is_open else "closed", node.label, target.label)
             return target
         raise ValueError(f"unknown node type {node.kind!r}")
 
@@ -188,7 +188,7 @@ class HotlineIvr:
         assert menu.prompt is not None
         sound = prompt_sound(menu.prompt)
         for _ in range(menu.tries):
-            path.begin(menu.name, sound)
+            path.begin(menu.name, sound, menu.label)
             digits = await session.get_data(sound, menu.timeout_ms, menu.max_digits)
             check_alive(session)
             if digits is None:
@@ -196,7 +196,7 @@ class HotlineIvr:
                 continue
             target = menu.options.get(digits)
             if target is not None:
-                path.end("ok", digits)
+                path.end("ok", digits, target.label)
                 return target
             path.end("invalid", digits)
             if menu.invalid_prompt:
@@ -258,6 +258,8 @@ class HotlineIvr:
             return route
         route = self._route(call, target)
         path.node = "transfer"
+        if target.label:
+            path.extra["route_label"] = dict(target.label)      # why this queue (and priority), in words
         if plan.transfer_prompt:
             await call.play("transfer", plan.transfer_prompt)
         await self._set_route(session, route)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from hotline.keys import Keys
 from hotline.model import SKILL_SEPARATOR, valid_name
@@ -99,7 +99,7 @@ class IvrPath:
     def __post_init__(self) -> None:
         self.started_at = self.clock()
 
-    def begin(self, node: str, prompt: Optional[str]) -> None:
+    def begin(self, node: str, prompt: Optional[str], label: Optional[Mapping[str, str]] = None) -> None:
         self.node = node
         self._open = {
             "node": node,
@@ -109,20 +109,25 @@ class IvrPath:
             "started_at": self.clock(),
             "ended_at": None,
         }
+        if label:
+            self._open["label"] = dict(label)       # the node in words (the agent's screen pop)
         self.steps.append(self._open)
 
-    def end(self, result: str, digits: Optional[str] = None) -> None:
+    def end(self, result: str, digits: Optional[str] = None, choice: Optional[Mapping[str, str]] = None) -> None:
         step, self._open = self._open, None
         if step is None:
             return
         step["result"] = result
         step["digits"] = digits
         step["ended_at"] = self.clock()
+        if choice:
+            step["choice"] = dict(choice)           # what the caller chose, in words
 
-    def note(self, node: str, result: str) -> None:
+    def note(self, node: str, result: str, label: Optional[Mapping[str, str]] = None,
+             choice: Optional[Mapping[str, str]] = None) -> None:
         """A decision without a prompt (a caller list, business hours)."""
-        self.begin(node, None)
-        self.end(result)
+        self.begin(node, None, label)
+        self.end(result, choice=choice)
 
     def hangup(self) -> None:
         """The caller hung up: close the running step, or add one for the current node."""

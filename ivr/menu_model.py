@@ -80,6 +80,7 @@ class Target:
     service: Optional[str] = None         # service
     language: Optional[str] = None
     prompt: Optional[str] = None
+    label: Mapping[str, str] = field(default_factory=dict)   # what the choice means, in words, by language
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Node:
     match: Optional[Target] = None        # caller-list: the number is on the list
     hours: Optional[str] = None           # hours: the business hours to check
     closed: Optional[Target] = None       # hours: outside them
+    label: Mapping[str, str] = field(default_factory=dict)   # what the node asks, in words, by language
 
     def targets(self) -> list[tuple[str, Target]]:
         """(where, target) pairs, ``where`` naming the field for problem lines."""

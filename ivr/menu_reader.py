@@ -6,6 +6,7 @@ that exist, reachable nodes, loops, audio) is checked afterwards by ``ivr/menu_c
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ _PROMPT = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _DIGITS = re.compile(r"[0-9*#]{1,8}")
 _NUMBER = re.compile(r"[0-9]{2,20}")
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+MAX_LABEL = 40
 _DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -89,6 +91,25 @@ class _Reader:
             return None
         return value
 
+    def label(self, value: Any, where: str) -> Mapping[str, str]:
+        """Words for the agent's screen: ``label: 咨询`` or ``label: {zh: 咨询, en: consultation}``."""
+        if value is None:
+            return MappingProxyType({})
+        if isinstance(value, str):
+            value = {"zh": value}
+        if not isinstance(value, dict) or not value:
+            self.problem(where, "label: a text, or a mapping of language: text")
+            return MappingProxyType({})
+        words: dict[str, str] = {}
+        for lang, text in value.items():
+            if lang not in LANGUAGES:
+                self.problem(where, f"label language {lang!r}: one of {', '.join(LANGUAGES)}")
+            elif not isinstance(text, str) or not text.strip() or len(text) > MAX_LABEL or not text.isprintable():
+                self.problem(where, f"label {lang}: 1 to {MAX_LABEL} printable characters")
+            else:
+                words[lang] = text.strip()
+        return MappingProxyType(words)
+
     def language(self, value: Any, where: str) -> Optional[str]:
         if value is None:
             return None
@@ -129,25 +150,26 @@ class _MenuReader(_Reader):
             return None
         kind = kinds[0]
         extra = {"queue": ("skills", "priority")}.get(kind, ())
-        self.unknown(data, (kind, "language", "prompt", *extra), where)
+        self.unknown(data, (kind, "language", "prompt", "label", *extra), where)
         language = self.language(data.get("language"), where)
         prompt = self.prompt(data.get("prompt"), where)
+        label = self.label(data.get("label"), f"{where} label")
         value = data[kind]
         if kind == "hangup":
             if value is not True:
                 self.problem(where, "hangup: must be true")
-            return Target("hangup", language=language, prompt=prompt)
+            return Target("hangup", language=language, prompt=prompt, label=label)
         if not isinstance(value, str) or not valid_name(value):
             self.problem(where, f"{kind} {value!r}: letters, digits, '-' or '_'")
             return None
         if kind == "goto":
-            return Target("goto", node=value, language=language, prompt=prompt)
+            return Target("goto", node=value, language=language, prompt=prompt, label=label)
         if kind == "transfer":
-            return Target("transfer", transfer=value, language=language, prompt=prompt)
+            return Target("transfer", transfer=value, language=language, prompt=prompt, label=label)
         if kind == "service":
             if value not in SERVICES:
                 self.problem(where, f"unknown service '{value}' (known: {', '.join(sorted(SERVICES))})")
-            return Target("service", service=value, language=language, prompt=prompt)
+            return Target("service", service=value, language=language, prompt=prompt, label=label)
         skills: dict[str, int] = {}
         for name, level in self.mapping(data.get("skills"), f"{where} skills").items():
             if not valid_name(name):
@@ -156,9 +178,16 @@ class _MenuReader(_Reader):
             skills[name] = self.integer(level, f"{where} skill '{name}'", 1, 1, 10)
         priority = self.integer(data.get("priority"), f"{where} priority", 0, 0, 100)
         return Target("queue", queue=value, skills=MappingProxyType(skills), priority=priority,
-                      language=language, prompt=prompt)
+                      language=language, prompt=prompt, label=label)
 
     def node(self, name: str, value: Any) -> Optional[Node]:
+        node = self._node(name, value)
+        if node is None:
+            return None
+        return dataclasses.replace(node, label=self.label(self.mapping(value, f"node '{name}'").get("label"),
+                                                          f"node '{name}' label"))
+
+    def _node(self, name: str, value: Any) -> Optional[Node]:
         where = f"node '{name}'"
         if not valid_name(name):
             self.problem(where, "node names: letters, digits, '-' or '_'")
@@ -167,7 +196,7 @@ class _MenuReader(_Reader):
         if kind not in NODE_KINDS:
             self.problem(where, f"type {kind!r}: one of {', '.join(NODE_KINDS)}")
             return None
-        common = ("type",)
+        common = ("type", "label")
         if kind == "play":
             self.unknown(data, (*common, "prompt", "next"), where)
             prompt = self.prompt(data.get("prompt"), where)

@@ -399,7 +399,7 @@ async def test_run_ivr_refuses_to_start_with_a_broken_menu(tmp_path: Path) -> No
     for source in MENUS_DIR.glob("*.yaml"):
         (tmp_path / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     broken = tmp_path / "main.yaml"
-    broken.write_text(broken.read_text(encoding="utf-8").replace("{goto: emergency}", "{goto: nowhere}"),
+    broken.write_text(broken.read_text(encoding="utf-8").replace("{goto: emergency,", "{goto: nowhere,"),
                       encoding="utf-8")
     port = free_port()
     with pytest.raises(MenuError) as caught:

@@ -224,7 +224,7 @@ def test_hotline_ivr_refuses_to_start_with_a_broken_menu(tmp_path: Path) -> None
     menus = tmp_path / "menus"
     menus.mkdir()
     for source in MENUS_DIR.glob("*.yaml"):
-        (menus / source.name).write_text(source.read_text(encoding="utf-8").replace("{goto: emergency}", "{goto: x}"),
+        (menus / source.name).write_text(source.read_text(encoding="utf-8").replace("{goto: emergency,", "{goto: x,"),
                                          encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update(HOTLINE_IVR_MENUS_DIR=str(menus), HOTLINE_DATA_DIR=str(tmp_path / "data"), HOTLINE_LOG_LEVEL="ERROR")
