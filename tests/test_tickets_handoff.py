@@ -382,3 +382,58 @@ async def slow_server() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+# ---- the IVR's progress query against the receiver ------------------------------------------
+async def signed_ticket(receiver, caller: str) -> str:
+    body = json.dumps({"kind": "ticket", "idempotency_key": f"ivr-{caller}", "caller": caller}).encode()
+    now = int(time.time())
+    headers = {"Content-Type": "application/json", "Idempotency-Key": f"ivr-{caller}",
+               "X-Hotline-Timestamp": str(now), "X-Hotline-Signature": sign(SECRET, now, body)}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(receiver.endpoint, data=body, headers=headers) as resp:
+            assert resp.status == 201
+            return (await resp.json())["ticket_id"]
+
+
+async def test_the_progress_query_reads_the_receiver_through_the_pbx(db, redis, redis_url, pg_url, tmp_path) -> None:
+    from .test_call_end_to_end import hotline, plan, records
+
+    receiver = await start_receiver(db, SECRET)
+    try:
+        ticket = await signed_ticket(receiver, "13900003333")
+        await db.execute("UPDATE ticketing_received SET status = 'processing'")
+        async with hotline(redis, db, redis_url, pg_url, tmp_path, tickets_url=receiver.progress_url) as (sim, acd):
+            caller = sim.place_call(plan(number="13900003333", digits=("4", f"{ticket}#"), talk=0.2))
+            await asyncio.wait_for(caller.done.wait(), 60)
+        row = (await records(db))[caller.channel.uniqueid]
+        path = json.loads(row["ivr_path"]) if isinstance(row["ivr_path"], str) else row["ivr_path"]
+        assert path["ticket"] == ticket
+        assert ("progress-query", "status:processing") in [(s["node"], s["result"]) for s in path["steps"]]
+        assert row["outcome"] == "ivr_completed"
+    finally:
+        await receiver.stop()
+
+
+async def test_the_desktop_shows_the_delivered_ticket(db, redis) -> None:
+    from acd.agents import AgentDirectory
+    from hotline.model import AgentState
+
+    directory = AgentDirectory(redis)
+    await directory.upsert("1001", "王芳", "day", {"mandarin": 3})
+    await directory.transition("1001", AgentState.READY)
+    receiver = await start_receiver(db, SECRET)
+    await live_call(redis, "desk-1", "1001")
+    try:
+        async with cti(redis, db, receiver.endpoint) as client:
+            async with client.ws_connect("/api/v1/ws/agent/1001") as ws:
+                assert json.loads((await ws.receive(timeout=5)).data)["type"] == "state"
+                await file(client, "desk-1")
+                async with asyncio.timeout(WAIT_S):
+                    while (message := json.loads((await ws.receive()).data))["type"] != "ticket":
+                        pass
+        ticket_id = await db.fetchval("SELECT ticket_id FROM ticket_outbox")
+        assert message == {"type": "ticket", "agent": "1001", "call": "desk-1", "ticket_id": ticket_id,
+                           "status": "delivered"}
+    finally:
+        await receiver.stop()
