@@ -9,28 +9,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from acd.agents import AgentDirectory
 from cti.app import make_app
 from cti.tickets.delivery import DeliveryConfig, DeliveryWorker
+from cti.tickets.handoff import submit
 from cti.tickets.lookup import open_tickets
 from cti.tickets.receiver import start_receiver
 from cti.tickets.signing import sign
 from cti.tickets.wiring import TicketsConfig
 from hotline.auth import Role
-from hotline.embedded import free_port
+from hotline.db import upgrade
+from hotline.embedded import EmbeddedPostgres, free_port
 from hotline.keys import Keys
 from hotline.live import CallState, LiveCall
-from hotline.model import CallOutcome
+from hotline.model import AgentState, CallOutcome
 
 from .auth_helpers import client_for
+from .test_call_end_to_end import hotline, plan, records
 from .test_cti_api import record, write_records
 
 SECRET = "t" * 40
@@ -397,8 +405,6 @@ async def signed_ticket(receiver, caller: str) -> str:
 
 
 async def test_the_progress_query_reads_the_receiver_through_the_pbx(db, redis, redis_url, pg_url, tmp_path) -> None:
-    from .test_call_end_to_end import hotline, plan, records
-
     receiver = await start_receiver(db, SECRET)
     try:
         ticket = await signed_ticket(receiver, "13900003333")
@@ -416,9 +422,6 @@ async def test_the_progress_query_reads_the_receiver_through_the_pbx(db, redis, 
 
 
 async def test_the_desktop_shows_the_delivered_ticket(db, redis) -> None:
-    from acd.agents import AgentDirectory
-    from hotline.model import AgentState
-
     directory = AgentDirectory(redis)
     await directory.upsert("1001", "王芳", "day", {"mandarin": 3})
     await directory.transition("1001", AgentState.READY)
@@ -437,3 +440,39 @@ async def test_the_desktop_shows_the_delivered_ticket(db, redis) -> None:
                            "status": "delivered"}
     finally:
         await receiver.stop()
+
+
+async def test_postgres_down_the_worker_waits_and_nothing_is_lost(db, redis) -> None:
+
+    receiver = await start_receiver(db, SECRET)          # the ticketing system keeps its own database
+    data = Path(tempfile.mkdtemp(prefix="hotline-test-tickets-pgdown-"))
+    server = EmbeddedPostgres(data)
+    await server.start()
+    await upgrade(server.url)
+    outbox = await asyncpg.create_pool(server.url, min_size=1, max_size=3)
+    worker = DeliveryWorker(outbox, redis, delivery(receiver.endpoint))
+    try:
+        keys = [f"pgdown-key-{n:02d}-0000" for n in range(5)]
+        for n, key in enumerate(keys):
+            await submit(outbox, key=key, call_uniqueid=f"pgdown-{n}", kind="ticket",
+                         payload={"kind": "ticket", "idempotency_key": key, "caller": "13900004444"},
+                         created_by="agent1001")
+        await server.stop()                              # PostgreSQL goes away with the rows in it
+        worker.start()
+        await asyncio.sleep(1.0)                         # the worker tries, fails, waits
+        assert await received(db) == [] and worker.delivered == 0
+        await server.start()
+
+        async def all_delivered():
+            try:
+                return await outbox.fetchval("SELECT count(*) = 5 FROM ticket_outbox WHERE delivered_at IS NOT NULL")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return False
+        await until(all_delivered, "every ticket delivered once PostgreSQL is back")
+        assert sorted(r["idempotency_key"] for r in await received(db)) == keys
+    finally:
+        await worker.stop()
+        await outbox.close()
+        await server.stop()
+        await receiver.stop()
+        shutil.rmtree(data, ignore_errors=True)

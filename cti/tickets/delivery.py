@@ -63,6 +63,7 @@ FROM calls c WHERE c.recorded_at >= $1
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 CALLS_OVERLAP_S = 120.0
+CALLS_EVERY_S = 2.0                     # how often the records are looked at for new calls
 MAX_ANSWER = 64 * 1024
 
 
@@ -97,6 +98,7 @@ class DeliveryWorker:
         self._task: Optional[asyncio.Task[None]] = None
         self._http: Optional[aiohttp.ClientSession] = None
         self._calls_since: Optional[float] = None
+        self._calls_looked = 0.0
 
     # ---- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -122,8 +124,9 @@ class DeliveryWorker:
         delay = self.config.idle_s
         while True:
             try:
-                if self.config.handoff_all_calls:
+                if self.config.handoff_all_calls and time.monotonic() - self._calls_looked >= CALLS_EVERY_S:
                     await self.queue_finished_calls()
+                    self._calls_looked = time.monotonic()
                 handled = await self.run_once()
                 delay = self.config.idle_s
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
