@@ -41,6 +41,7 @@ from .desktop import SESSION_CHECK_S, agent_socket, close_all
 from .events import EventHub
 from .metrics import CONTENT_TYPE_LATEST, LiveCollector
 from .records import TodayKpis
+from .tickets.wiring import TicketsConfig, install as install_tickets
 
 __all__ = ["CtiAccess", "make_app", "AMI", "HUB", "KPIS", "METRICS", "POOL", "REDIS", "SOCKETS"]
 
@@ -73,11 +74,12 @@ class CtiAccess:
 
 def make_app(redis: Redis, pool: asyncpg.Pool, *, ami: Optional[Any] = None, kpi_ttl_s: float = 2.0,
              access: CtiAccess = CtiAccess(), max_body: int = 2 * 1024 * 1024,
-             session_check_s: float = SESSION_CHECK_S) -> web.Application:
+             session_check_s: float = SESSION_CHECK_S, tickets: Optional[TicketsConfig] = None) -> web.Application:
     """The CTI application on the caller's clients.
 
     ``redis`` must decode responses to ``str`` (as :func:`hotline.stores.connect_redis`
-    does); ``ami`` (a :class:`hotline.ami.AMIClient`) is kept for the actions to come.
+    does); ``ami`` (a :class:`hotline.ami.AMIClient`) is kept for the actions to come; ``tickets``:
+    the ticket hand-off's files and delivery (cti/tickets; default: shipped files, no delivery).
     """
     if not redis.connection_pool.connection_kwargs.get("decode_responses"):
         raise ValueError("make_app: the Redis client must be created with decode_responses=True")
@@ -104,6 +106,7 @@ def make_app(redis: Redis, pool: asyncpg.Pool, *, ami: Optional[Any] = None, kpi
     app[METRICS] = LiveCollector(redis, app[KPIS], desktops=lambda: len(app[SOCKETS]))
     app.cleanup_ctx.append(_event_hub)
     app.cleanup_ctx.append(_acd_client)
+    install_tickets(app, redis, pool, tickets or TicketsConfig())
     app.on_shutdown.append(close_all)
     app.add_routes(v1.API.routes())
     app.add_routes([

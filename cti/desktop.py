@@ -10,6 +10,8 @@ Server -> desktop, one JSON object per message, told apart by ``type``:
 * ``state``: the agent as Redis holds it (``id, name, team, skills, state, state_since,
   reason, call``): at once on connect, and again after a ``resync``;
 * ``agent``, ``call_ended``: the ACD's own events about this agent, forwarded as published;
+* ``ticket``: a ticket this agent filed reached the ticketing system (``call``, ``ticket_id``,
+  ``status``; cti/tickets/delivery.py);
 * ``screen_pop``: when the agent is reserved for a call (and on connect if the agent already
   has one): ``call`` (caller, line, queue, priority, skills, wait), ``ivr`` (the caller's
   path through the menus, or null) and ``history`` (calls from this number in the last 30
@@ -61,6 +63,7 @@ SESSION_CHECK_S = 15.0          # how soon a desktop closes after its session en
 POP_STATES = {AgentState.RESERVED.value, AgentState.ON_CALL.value}
 _AGENT_EVENT_FIELDS = ("type", "agent", "state", "reason", "call", "at")
 _CALL_EVENT_FIELDS = ("type", "uniqueid", "outcome", "agent")
+_TICKET_EVENT_FIELDS = ("type", "agent", "call", "ticket_id", "status")
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -130,6 +133,8 @@ class AgentDesk:
             call = event.get("call")
             if event.get("state") == AgentState.RESERVED.value and isinstance(call, str) and call:
                 await self.screen_pop(call)
+        elif kind == "ticket" and event.get("agent") == self.agent_id:
+            await self.send({key: event.get(key) for key in _TICKET_EVENT_FIELDS})
         elif kind == "call_ended":
             uniqueid = event.get("uniqueid")
             if isinstance(uniqueid, str):

@@ -7,6 +7,9 @@ from typing import Any, Optional
 from aiohttp import web
 
 from .app import CtiAccess, make_app
+from .tickets.calendar import CalendarError
+from .tickets.catalogue import CatalogueError
+from .tickets.wiring import tickets_config
 
 __all__ = ["CTIError", "access_from", "bound_port", "cti_urls", "run_cti"]
 
@@ -16,7 +19,8 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class CTIError(OSError):
-    """The CTI cannot listen (port taken, bad address); the message is one line.
+    """The CTI cannot start (port taken, bad address, a bad ticket catalogue or holiday calendar); the
+    message is one line.
 
     An OSError, so that a caller that reports OSErrors in one line (the ``hotline``
     command does) needs nothing more.
@@ -40,7 +44,12 @@ async def run_cti(settings: Any, stores: Any, *, ami: Optional[Any] = None,
     settings are read), ``stores`` a :class:`hotline.stores.Stores` (``redis``, ``pool``); both stay
     the caller's. Port 0 picks a free port: read it back with :func:`bound_port`.
     """
-    runner = web.AppRunner(make_app(stores.redis, stores.pool, ami=ami, access=access_from(settings, acd_url)),
+    try:
+        tickets = tickets_config(settings)
+    except (CatalogueError, CalendarError) as exc:
+        raise CTIError(str(exc)) from None
+    runner = web.AppRunner(make_app(stores.redis, stores.pool, ami=ami, access=access_from(settings, acd_url),
+                                    tickets=tickets),
                            access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .yamlfile import YAMLFileError, read_yaml
@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     ivr_menus_dir: Optional[Path] = None
     tickets_url: Optional[str] = None                    # http://host/api/tickets/{ticket}
     tickets_timeout_s: float = Field(1.5, gt=0, le=30)
+    # Ticket hand-off (cti/tickets): where tickets are POSTed (None: the built-in receiver in the demo
+    # and `hotline services`), the HMAC key they are signed with, retries, the files it reads.
+    tickets_endpoint: Optional[str] = None
+    tickets_secret: Optional[str] = Field(None, min_length=32, max_length=256, validate_default=True)
+    tickets_attempts: int = Field(8, ge=1, le=100)              # then the hand-off is a dead letter
+    tickets_backoff_base_s: float = Field(2.0, gt=0, le=3600)   # exponential backoff with full jitter
+    tickets_backoff_max_s: float = Field(600.0, gt=0, le=86400)
+    tickets_delivery_timeout_s: float = Field(5.0, gt=0, le=60)
+    tickets_handoff_all_calls: bool = False                     # every call's metadata at call end too
+    tickets_catalogue_file: Optional[Path] = None               # None: cti/tickets/catalogue.yaml
+    tickets_holidays_file: Optional[Path] = None                # None: cti/tickets/holidays.yaml
 
     log_level: str = "INFO"
 
@@ -123,6 +134,20 @@ class Settings(BaseSettings):
     def _tickets_url(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and (not value.startswith(("http://", "https://")) or "{ticket}" not in value):
             raise ValueError("must be an http(s):// URL containing {ticket}")
+        return value
+
+    @field_validator("tickets_endpoint")
+    @classmethod
+    def _tickets_endpoint(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL (the ticketing system's POST endpoint)")
+        return value
+
+    @field_validator("tickets_secret")
+    @classmethod
+    def _tickets_secret(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if value is None and info.data.get("tickets_endpoint"):
+            raise ValueError("required with tickets_endpoint: tickets are delivered signed (32 or more characters)")
         return value
 
     @field_validator("log_level")

@@ -115,7 +115,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> dict:
     print("starting embedded stores and the simulated PBX ...", flush=True)
     async with open_stores(settings) as stores:
         await stores.redis.flushdb()   # the demo starts from an empty live state
-        await stores.pool.execute("TRUNCATE calls, agent_states")
+        await stores.pool.execute("TRUNCATE calls, agent_states, ticket_outbox, ticketing_received")
         await sim.start()
         settings = settings.model_copy(update={"ami_port": sim.ami_port})
         try:

@@ -11,6 +11,7 @@ from typing import AsyncIterator, Optional
 
 from acd.service import ACD, run_acd
 from cti.service import bound_port, cti_urls, run_cti
+from cti.tickets.receiver import start_receiver
 from hotline.settings import Settings, SettingsError
 from hotline.stores import Stores, open_stores
 from ivr.service import run_ivr
@@ -36,15 +37,27 @@ def with_service_token(settings: Settings) -> Settings:
 
 @asynccontextmanager
 async def start_services(settings: Settings, stores: Stores) -> AsyncIterator[Services]:
-    """IVR first (Asterisk sends callers to it), then ACD (it connects to AMI), then CTI."""
+    """IVR first (Asterisk sends callers to it), then ACD (it connects to AMI), then CTI. With no
+    ticketing endpoint configured, the built-in ticketing receiver comes first of all: the CTI
+    delivers tickets to it and the IVR's progress query asks it."""
     settings = with_service_token(settings)
     async with AsyncExitStack() as stack:
+        receiver_url: Optional[str] = None
+        if settings.tickets_endpoint is None:
+            receiver = await start_receiver(stores.pool, secret := secrets.token_urlsafe(32))
+            stack.push_async_callback(receiver.stop)
+            receiver_url = receiver.base_url + "/"
+            settings = settings.model_copy(update={"tickets_endpoint": receiver.endpoint, "tickets_secret": secret,
+                                                   "tickets_url": settings.tickets_url or receiver.progress_url})
         ivr = await run_ivr(settings, stores.redis)
         stack.push_async_callback(ivr.stop)
         acd = await stack.enter_async_context(run_acd(settings, stores))
         runner = await run_cti(settings, stores, acd_url=f"http://127.0.0.1:{acd.http_port}")
         stack.push_async_callback(runner.cleanup)
-        yield Services(stores, acd, cti_urls(settings, port=bound_port(runner)))
+        urls = cti_urls(settings, port=bound_port(runner))
+        if receiver_url:
+            urls["tickets"] = receiver_url
+        yield Services(stores, acd, urls)
 
 
 async def wait_for_signal(stop: Optional[asyncio.Event] = None) -> asyncio.Event:

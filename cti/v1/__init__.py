@@ -7,10 +7,11 @@
 ``agents``   agents, their states and profiles (through the ACD), decisions
 ``users``    users and the audit trail (admins)
 ``floor``    the live view, health
+``tickets``  the ticket form (catalogue, prefill, submit), its state, dead letters (admins)
 ``docs``     the OpenAPI document and a page to browse it
 ============ ==============================================================
 """
-from . import agents, auth, calls, docs, floor, users  # noqa: F401  (each registers its endpoints)
+from . import agents, auth, calls, docs, floor, tickets, users  # noqa: F401  (each registers its endpoints)
 from .base import API
 
 __all__ = ["API"]

@@ -274,3 +274,83 @@ class Live(BaseModel):
 class Health(BaseModel):
     redis: bool
     postgres: bool
+
+
+# ---- tickets (cti/v1/tickets.py) -----------------------------------------------------------
+CALL_ID = r"^[0-9A-Za-z._-]{1,64}$"
+Urgency = Literal["urgent", "priority", "normal"]
+HandoffState = Literal["queued", "delivered", "dead"]
+
+
+class CategoryView(BaseModel):
+    code: str
+    zh: str
+    en: str
+    urgency: Urgency
+
+
+class TicketCatalogue(BaseModel):
+    categories: list[CategoryView]
+    urgency_days: dict[str, int] = Field(description="working days to the deadline, per urgency")
+
+
+class CallPath(Strict):
+    call_id: str = Field(pattern=CALL_ID, description="the call's uniqueid")
+
+
+class TicketForm(Strict):
+    category: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="a code of the catalogue")
+    summary: str = Field(min_length=1, max_length=4000)
+    address: Optional[str] = Field(None, max_length=300)
+    urgency: Optional[Urgency] = Field(None, description="default: the category's")
+    idempotency_key: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9-]{16,64}$",
+                                           description="made by the desktop when it opens the form (a UUID): "
+                                                       "the form sent twice is one ticket")
+
+
+class Handoff(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    idempotency_key: str
+    call_id: str
+    kind: Literal["ticket", "call"]
+    state: HandoffState
+    ticket_id: Optional[str]
+    deadline: Optional[str]
+
+
+class TicketFiled(Handoff):
+    created: bool = Field(description="false: this idempotency key was submitted before (the same ticket)")
+    deadline_provisional: bool = Field(description="the deadline crossed days of a year the holiday calendar "
+                                                   "does not have in full yet")
+
+
+class TicketPrefill(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    category: Optional[str]
+    urgency: Optional[Urgency]
+    caller: str
+    line: str
+
+
+class CallTickets(BaseModel):
+    call_id: str
+    state: Optional[HandoffState] = Field(description="of the latest ticket of the call (null: none filed)")
+    ticket_id: Optional[str]
+    tickets: list[Handoff]
+    prefill: TicketPrefill
+
+
+class OutboxQuery(Strict):
+    state: Optional[HandoffState] = None
+    limit: int = Field(50, ge=1, le=500)
+    cursor: Optional[str] = Field(None, max_length=200)
+
+
+class OutboxPath(Strict):
+    id: int = Field(ge=1, le=2**62)
+
+
+class OutboxPage(BaseModel):
+    handoffs: list[Handoff]
+    next_cursor: Optional[str]
