@@ -158,6 +158,7 @@ class AgentView(BaseModel):
     state_since: Optional[float]
     reason: str
     call: str
+    pending_reason: str = Field("", description="not ready for this reason once this call's wrap-up ends")
 
 
 class AgentsPage(BaseModel):
@@ -172,6 +173,8 @@ class AgentStateChange(Strict):
     state: Literal["logged_in", "ready", "not_ready", "logged_out"] = Field(
         description="logged_in: log in ready (or not ready with a reason)")
     reason: Optional[NotReadyReason] = None
+    after_call: bool = Field(False, description="with not_ready: once this call's wrap-up ends (not now); "
+                                                "with ready: withdraw that")
 
 
 class WrapupExtension(Strict):
