@@ -53,6 +53,8 @@ from hotline.web.security import Authenticator
 from .agent_service import AgentChange, AgentService
 from .agents import Agent, AgentError
 from .assignment import Assignment
+from .call_control import CallControl
+from .http_calls import add_call_control_routes
 
 __all__ = ["make_acd_app", "parse_agents_file", "start_acd_http"]
 
@@ -274,7 +276,7 @@ def _action(action: str):
 
 
 def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis,
-                 authenticator: Authenticator) -> web.Application:
+                 authenticator: Authenticator, call_control: Optional[CallControl] = None) -> web.Application:
     app = web.Application(middlewares=[authenticator.middleware], client_max_size=2 * 1024 * 1024)
     app[AGENTS] = agents
     app[ASSIGNMENT] = assignment
@@ -289,13 +291,16 @@ def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis,
     app.router.add_post("/agents/{id}/wrapup/extend", _action("extend"))
     app.router.add_post("/agents/{id}/wrapup/end", _action("end"))
     app.router.add_get("/decisions", decisions)
+    if call_control is not None:
+        add_call_control_routes(app, call_control)      # acd/http_calls.py
     return app
 
 
 async def start_acd_http(agents: AgentService, assignment: Assignment, redis: Redis, host: str, port: int, *,
-                         sessions: SessionStore, service_token: Optional[str]) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(make_acd_app(agents, assignment, redis, Authenticator(sessions, service_token=service_token)),
-                           access_log=None)
+                         sessions: SessionStore, service_token: Optional[str],
+                         call_control: Optional[CallControl] = None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_acd_app(agents, assignment, redis, Authenticator(sessions, service_token=service_token),
+                                        call_control), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

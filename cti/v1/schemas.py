@@ -209,6 +209,32 @@ class Decisions(BaseModel):
     next_cursor: Optional[str]
 
 
+# ---- call control (cti/v1/calls_control.py) -------------------------------------------------
+class CallPath(Strict):
+    call_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$", description="the live call's uniqueid")
+
+
+class TransferRequest(Strict):
+    kind: Literal["queue", "agent", "specialist", "emergency"]
+    target: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                        description="a queue, an agent's extension, a specialist's or an emergency number")
+    mode: Literal["blind"] = Field("blind", description="blind: the caller goes at once (attended: not offered yet)")
+    skills: Optional[str] = Field(None, max_length=200, description="queue only: what the caller queues with "
+                                                                     "(mandarin:1+enterprise:3); default: as now")
+
+
+class CallControlDone(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    call: str
+
+
+class TransferTargets(BaseModel):
+    queues: list[str]
+    specialists: list[str]
+    emergency: list[dict[str, str]]
+    max_transfers: int
+
+
 # ---- users and audit -----------------------------------------------------------------------
 class UserPath(Strict):
     username: Username
