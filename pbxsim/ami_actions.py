@@ -231,7 +231,7 @@ async def blindtransfer(pbx: "PBX", reply: Reply, message: Message) -> None:
     transferees = [c for c in others if c.task is not None and c.alive]
     result = "Success" if transferees and len(others) == 1 else "Invalid"
     headers = [("Result", result), *transferer.snapshot("Transferer")]
-    if result == "Success":
+    if result == "Success" and bridge is not None:
         transferee = transferees[0]
         transferee.variables["BLINDTRANSFER"] = transferer.name
         priority = pbx.dialplan.resolve_priority(context, exten, "1") or 1
