@@ -1,7 +1,8 @@
 """The agent service: every change of an agent goes through here, whoever asks for it.
 
 - **Verbs** (the HTTP API, the phone's feature codes, the desktop): log in, log out, ready, not
-  ready with a reason, extend wrap-up, add or change, import, remove. A change the state machine
+  ready with a reason (now, or after this call: a pending reason applied when wrap-up ends),
+  extend or end wrap-up, add or change, import, remove. A change the state machine
   refuses raises :class:`AgentError`.
 - **The ACD's own steps** (a call answered, ended, not answered, recovery's repairs): the same
   state machine; a refusal is logged, not raised (the event that asked came too late).
@@ -12,12 +13,14 @@ Redis). With Redis down it is kept in memory and written back when Redis answers
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from redis.exceptions import RedisError
 
+from hotline.keys import Keys
 from hotline.model import NOT_READY_REASONS, AgentState
 
 from .agents import TRANSITIONS, Agent, AgentDirectory, AgentError
@@ -29,6 +32,9 @@ from .writeback import WriteBack
 __all__ = ["AgentChange", "AgentService"]
 
 log = logging.getLogger(__name__)
+
+# Where "not ready after this call" may be asked: on a call, or ringing for one, or wrapping it up.
+AFTER_CALL_STATES = (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAPUP)
 
 
 @dataclass
@@ -61,16 +67,101 @@ class AgentService:
         agent = self.directory.get(agent_id)
         if AgentState.READY not in TRANSITIONS[agent.state] and agent.state != AgentState.READY:
             raise AgentError(f"agent {agent_id}: {agent.state.value} -> ready is not allowed")
+        await self._drop_pending(agent_id)
         stored = await self.free(agent_id)
         return AgentChange(self.directory.get(agent_id), stored)
 
     async def not_ready(self, agent_id: str, reason: str) -> AgentChange:
         if reason not in NOT_READY_REASONS:
             raise AgentError(f"reason must be one of {', '.join(NOT_READY_REASONS)}")
-        return await self._change(agent_id, AgentState.NOT_READY, reason=reason)
+        change = await self._change(agent_id, AgentState.NOT_READY, reason=reason)
+        await self._drop_pending(agent_id)
+        return change
 
     async def logout(self, agent_id: str) -> AgentChange:
-        return await self._change(agent_id, AgentState.LOGGED_OUT)
+        change = await self._change(agent_id, AgentState.LOGGED_OUT)
+        await self._drop_pending(agent_id)
+        return change
+
+    async def not_ready_after_call(self, agent_id: str, reason: str) -> Agent:
+        """Not ready once this call's wrap-up ends, instead of ready (kept in the agent's hash, so
+        the desktop shows it and whichever node ends the wrap-up applies it)."""
+        if reason not in NOT_READY_REASONS:
+            raise AgentError(f"reason must be one of {', '.join(NOT_READY_REASONS)}")
+        agent = self.directory.get(agent_id)
+        if agent.state not in AFTER_CALL_STATES:
+            raise AgentError(f"agent {agent_id} is {agent.state.value}, not on a call: "
+                             "be not ready now instead of after this call")
+        await self._set_pending(agent_id, reason)
+        return agent
+
+    async def cancel_after_call(self, agent_id: str) -> Agent:
+        """Ready after this call after all (the pending not-ready reason withdrawn)."""
+        agent = self.directory.get(agent_id)
+        if not agent.pending_reason and not await self.directory.redis.hget(Keys.agent(agent_id), "pending_reason"):
+            raise AgentError(f"agent {agent_id}: no not-ready-after-this-call to cancel")
+        await self._set_pending(agent_id, "")
+        return agent
+
+    async def end_wrapup(self, agent_id: str) -> AgentChange:
+        """Wrap-up over now: ready and offered the best waiting call (or not ready, if the agent
+        asked for it after this call). The wrap-up timer finds the agent changed and stops."""
+        agent = self.directory.get(agent_id)
+        if agent.state != AgentState.WRAPUP:
+            raise AgentError(f"agent {agent_id} is {agent.state.value}, not in wrap-up")
+        stored = await self._wrapup_over(agent_id)
+        self.wrapups.wake(agent_id)
+        return AgentChange(self.directory.get(agent_id), stored)
+
+    async def _set_pending(self, agent_id: str, reason: str) -> None:
+        redis = self.directory.redis
+        key = Keys.agent(agent_id)
+        async with redis.pipeline(transaction=True) as pipe:
+            if reason:
+                pipe.hset(key, "pending_reason", reason)
+            else:
+                pipe.hdel(key, "pending_reason")
+            pipe.publish(Keys.events, json.dumps({"type": "agent_pending", "agent": agent_id,
+                                                  "pending_reason": reason}))
+            await pipe.execute()
+        agent = self.directory.agents.get(agent_id)
+        if agent is not None:
+            agent.pending_reason = reason
+
+    async def _drop_pending(self, agent_id: str) -> None:
+        """A state chosen now outdates a reason asked for after the call (it would else apply
+        after the next one)."""
+        try:
+            if await self.directory.redis.hdel(Keys.agent(agent_id), "pending_reason"):
+                await self.directory.redis.publish(Keys.events, json.dumps(
+                    {"type": "agent_pending", "agent": agent_id, "pending_reason": ""}))
+        except (RedisError, OSError) as exc:
+            log.warning("agent %s: pending reason not withdrawn: %s", agent_id, exc)
+        agent = self.directory.agents.get(agent_id)
+        if agent is not None:
+            agent.pending_reason = ""
+
+    async def _take_pending(self, agent_id: str) -> str:
+        """The reason asked for after this call, withdrawn as it is applied ("" if none)."""
+        try:
+            async with self.directory.redis.pipeline(transaction=True) as pipe:
+                pipe.hget(Keys.agent(agent_id), "pending_reason")
+                pipe.hdel(Keys.agent(agent_id), "pending_reason")
+                reason, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            agent = self.directory.agents.get(agent_id)
+            reason = agent.pending_reason if agent is not None else ""
+            log.warning("agent %s: pending reason read from memory (%r): %s", agent_id, reason, exc)
+        agent = self.directory.agents.get(agent_id)
+        if agent is not None:
+            agent.pending_reason = ""
+        return reason if reason in NOT_READY_REASONS else ""
+
+    async def _wrapup_over(self, agent_id: str) -> bool:
+        reason = await self._take_pending(agent_id)
+        if reason:
+            return await self.change(agent_id, AgentState.NOT_READY, reason=reason)
+        return await self.free(agent_id)
 
     async def extend_wrapup(self, agent_id: str, seconds: float) -> float:
         """Longer wrap-up (the agent finishes the ticket); returns its new end."""
@@ -152,7 +243,7 @@ class AgentService:
         """The agent's leg of the call ended: wrap-up, then ready when it runs out."""
         await self.change(agent_id, AgentState.WRAPUP)
         if await self.wrapups.run(self.directory.get(agent_id)):
-            await self.free(agent_id)
+            await self._wrapup_over(agent_id)
 
     def wrapup_for(self, agent_id: str) -> float:
         return self.wrapups.seconds_for(agent_id)

@@ -51,6 +51,7 @@ class Agent:
     reason: str = ""
     call: str = ""
     node: str = ""          # the ACD node following its call or wrap-up (acd/cluster.py)
+    pending_reason: str = ""  # not ready after this call: the reason applied when wrap-up ends
 
     def can_serve(self, required: dict[str, int]) -> bool:
         return all(self.skills.get(skill, 0) >= level for skill, level in required.items())
@@ -65,7 +66,7 @@ class Agent:
         return cls(agent_id, data.get("name", agent_id), data.get("team", "default"),
                    json.loads(data.get("skills") or "{}"), AgentState(data.get("state", "logged_out")),
                    float(data.get("state_since") or 0), data.get("reason", ""), data.get("call", ""),
-                   data.get("node", ""))
+                   data.get("node", ""), data.get("pending_reason", ""))
 
     @property
     def expected(self) -> str:

@@ -1,6 +1,7 @@
 """The only part of the ACD that sends AMI actions to Asterisk: ring an agent for a caller
 (``Redirect``), call a caller back (``Originate``), read a channel variable (``Getvar``) and list
-the live channels (``CoreShowChannels``).
+the live channels (``CoreShowChannels``); for the desktop's call control, hang up the agent's leg
+(``Hangup``), set the caller's queue variables (``Setvar``) and transfer it (``BlindTransfer``).
 
 Errors come back as :class:`ActionFailed` (the action was refused, or Asterisk is out of reach);
 the AMI client never sends an action twice, so a failed Redirect or Originate did not happen twice.
@@ -50,6 +51,25 @@ class Connector:
                 ("Variable", f"HOTLINE_CALLBACK_OF={of}"), ("Variable", f"HOTLINE_QUEUE={queue}"),
                 ("Variable", f"HOTLINE_SKILLS={skills}"), ("Variable", f"HOTLINE_PRIORITY={priority}")],
                 timeout=ring_s + 10)
+        except _FAILURES as exc:
+            raise ActionFailed(str(exc)) from exc
+
+    # ---- call control from the desktop (acd/call_control.py) -----------------------------
+    async def hangup(self, channel: str) -> None:
+        """Hang up one channel (the agent's leg: the caller goes on to the survey)."""
+        await self._act({"Action": "Hangup", "Channel": channel, "Cause": "16"})
+
+    async def setvar(self, channel: str, name: str, value: str) -> None:
+        await self._act({"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value})
+
+    async def blind_transfer(self, transferer: str, context: str, exten: str) -> None:
+        """Send whoever is bridged with ``transferer`` (the caller) to context/exten; Asterisk hangs
+        the transferer's leg up."""
+        await self._act({"Action": "BlindTransfer", "Channel": transferer, "Context": context, "Exten": exten})
+
+    async def _act(self, action: dict[str, str]) -> None:
+        try:
+            await self.ami.send_action(action)
         except _FAILURES as exc:
             raise ActionFailed(str(exc)) from exc
 

@@ -9,6 +9,7 @@
 ``UserEvent HotlineAgent``            an agent's feature code (acd/feature_codes.py)
 ``DialBegin`` / ``DialEnd``           the agent's phone rings / stopped ringing
 ``BridgeEnter`` / ``BridgeLeave``     answered (the agent is on call) / the conversation ended
+``BlindTransfer``                     the desktop transferred the caller (acd/call_control.py)
 ``HangupRequest``                     the caller hung up (not the IVR or the agent)
 ``Hangup``                            the call's record (acd/records.py); an agent's leg: wrap-up
 ====================================  =====================================================
@@ -71,7 +72,7 @@ class CallEvents:
         return {"Newchannel": self.on_newchannel, "UserEvent": self.on_userevent,
                 "DialBegin": self.on_dialbegin, "DialEnd": self.on_dialend,
                 "BridgeEnter": self.on_bridgeenter, "BridgeLeave": self.on_bridgeleave,
-                "HangupRequest": self.on_hangup_request, "Hangup": self.on_hangup}
+                "BlindTransfer": self.on_blind_transfer, "HangupRequest": self.on_hangup_request, "Hangup": self.on_hangup}
 
     def user_events(self) -> dict[str, Callable[[Message], None]]:
         return {"HotlineAgent": self.feature_codes.on_event, "HotlineCallbackAnswered": self.callbacks.answered,
@@ -111,8 +112,10 @@ class CallEvents:
 
     def on_waiting(self, msg: Message) -> None:
         call = self.book.get(msg.get("Uniqueid", ""))
-        if call is None or call.answered_at is not None:
+        if call is None or call.answered_at is not None and not call.transferring:
             return          # answered calls never queue again (hotline-survey follows): a late duplicate
+        if call.transferring == "external":
+            call.transferring = "queue"     # the number transferred to did not answer: back to the queue
         if call.state == CallState.RINGING:
             # Back in the queue with its DialEnd and HotlineRingNoAnswer lost, or a late duplicate
             # of the event that queued it: Asterisk knows where the channel is.
@@ -150,6 +153,9 @@ class CallEvents:
         if call is not None:
             if self.book.dial_begun(call.uniqueid, msg.get("DestUniqueid", "")):
                 call.ring_attempts += 1
+                dest = msg.get("DestChannel", "")
+                if call.agent and dest.startswith(f"PJSIP/{call.agent}-"):
+                    call.agent_channel = dest       # what the desktop's hang-up and transfer act on
             return                  # (else a duplicate: this ring is counted)
         seen = self._witness(msg)
         if seen is not None:
@@ -183,18 +189,52 @@ class CallEvents:
                 seen.answered_at = self.clock()
             return
         if call.answered_at is not None:
+            if call.transferring in ("queue", "agent") and call.agent and call.bridged_at is None:
+                self._talking_again(call)
             return
-        call.answered_at = self.clock()
+        call.answered_at = call.bridged_at = self.clock()
         call.state = CallState.TALKING
+        call.agents = call.agent or ""
         if call.agent:
             self.background.spawn(self.agents.change(call.agent, AgentState.ON_CALL, call=call.uniqueid))
         self.background.spawn(self.store.save(call))
 
+    def _talking_again(self, call: LiveCall) -> None:
+        """A transferred caller is bridged with the next agent: the same call, one more agent."""
+        call.bridged_at = self.clock()
+        call.state, call.transferring = CallState.TALKING, ""
+        call.agents = f"{call.agents}+{call.agent}" if call.agents else call.agent or ""
+        self.background.spawn(self.agents.change(call.agent or "", AgentState.ON_CALL, call=call.uniqueid))
+        self.background.spawn(self.store.save(call))
+
     def on_bridgeleave(self, msg: Message) -> None:
         # Talk time ends with the conversation, not with the survey that may follow it.
-        call = self.book.get(msg.get("Uniqueid", "")) or self._witness(msg)
+        followed = self.book.get(msg.get("Uniqueid", ""))
+        if followed is not None and followed.bridged_at is not None:
+            now = self.clock()
+            followed.talked_s += now - followed.bridged_at
+            followed.bridged_at, followed.talk_ended_at = None, now
+            return
+        call = followed or self._witness(msg)
         if call is not None and call.answered_at is not None and call.talk_ended_at is None:
             call.talk_ended_at = self.clock()
+
+    def on_blind_transfer(self, msg: Message) -> None:
+        """Asterisk moved the caller out of the agent's bridge (AMI BlindTransfer from the desktop,
+        on any node): the follower expects the caller where it went; the agent's leg is hung up
+        (wrap-up follows from its Hangup)."""
+        call = self.book.get(msg.get("TransfereeUniqueid", ""))
+        if call is None or msg.get("Result") != "Success":
+            return
+        context, exten = msg.get("Context", ""), msg.get("Extension", "")
+        if context == self.connector.connect_context:
+            call.transferring, call.agent, call.state = "agent", exten, CallState.RINGING
+        elif context == "hotline-wait":
+            call.transferring, call.agent, call.state = "queue", None, CallState.WAITING
+        else:
+            call.transferring, call.agent = "external", None
+        call.agent_channel = ""
+        self.background.spawn(self.store.save(call))
 
     # ---- the end -------------------------------------------------------------------------
     def on_hangup_request(self, msg: Message) -> None:

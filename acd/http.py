@@ -10,8 +10,11 @@
 ``POST /agents/{id}/login``           log in: ready, or ``{"reason": "training"}`` to start not ready
 ``POST /agents/{id}/logout``          log out
 ``POST /agents/{id}/ready``           ready (offered the best waiting call at once)
-``POST /agents/{id}/not-ready``       ``{"reason": "break"}`` (break, meal, training, meeting)
+``POST /agents/{id}/not-ready``       ``{"reason": "break"}`` (break, meal, training, meeting); with
+                                      ``"after_call": true``: when this call's wrap-up ends
+``POST /agents/{id}/ready``           with ``{"after_call": true}``: that not-ready-after-call withdrawn
 ``POST /agents/{id}/wrapup/extend``   ``{"seconds": 30}`` more wrap-up
+``POST /agents/{id}/wrapup/end``      wrap-up over now (ready, or the reason asked after the call)
 ``GET /decisions``                    the latest routing decisions with candidates and scores
 ====================================  ================================================================
 
@@ -50,6 +53,8 @@ from hotline.web.security import Authenticator
 from .agent_service import AgentChange, AgentService
 from .agents import Agent, AgentError
 from .assignment import Assignment
+from .call_control import CallControl
+from .http_calls import add_call_control_routes
 
 __all__ = ["make_acd_app", "parse_agents_file", "start_acd_http"]
 
@@ -65,7 +70,7 @@ REDIS = web.AppKey("redis", Redis)
 def _agent_json(agent: Agent) -> dict[str, Any]:
     return {"id": agent.id, "name": agent.name, "team": agent.team, "skills": agent.skills,
             "state": agent.state.value, "state_since": agent.state_since, "reason": agent.reason,
-            "call": agent.call}
+            "call": agent.call, "pending_reason": agent.pending_reason}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -226,12 +231,20 @@ async def _state_change(request: web.Request, action: str) -> web.Response:
     try:
         if action == "login":
             return _changed(await agents.login(agent_id, str(body.get("reason") or "")))
+        after_call = body.get("after_call") is True
+        if action == "ready" and after_call:
+            return web.json_response(_agent_json(await agents.cancel_after_call(agent_id)))
         if action == "ready":
             return _changed(await agents.ready(agent_id))
         if action == "logout":
             return _changed(await agents.logout(agent_id))
+        if action == "not-ready" and after_call:
+            return web.json_response(_agent_json(await agents.not_ready_after_call(
+                agent_id, str(body.get("reason") or ""))))
         if action == "not-ready":
             return _changed(await agents.not_ready(agent_id, str(body.get("reason") or "")))
+        if action == "end":
+            return _changed(await agents.end_wrapup(agent_id))
         seconds = body.get("seconds", 30)
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
             raise AgentError("seconds must be a number, 0..3600")
@@ -263,7 +276,7 @@ def _action(action: str):
 
 
 def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis,
-                 authenticator: Authenticator) -> web.Application:
+                 authenticator: Authenticator, call_control: Optional[CallControl] = None) -> web.Application:
     app = web.Application(middlewares=[authenticator.middleware], client_max_size=2 * 1024 * 1024)
     app[AGENTS] = agents
     app[ASSIGNMENT] = assignment
@@ -276,14 +289,18 @@ def make_acd_app(agents: AgentService, assignment: Assignment, redis: Redis,
     for action in ("login", "logout", "ready", "not-ready"):
         app.router.add_post(f"/agents/{{id}}/{action}", _action(action))
     app.router.add_post("/agents/{id}/wrapup/extend", _action("extend"))
+    app.router.add_post("/agents/{id}/wrapup/end", _action("end"))
     app.router.add_get("/decisions", decisions)
+    if call_control is not None:
+        add_call_control_routes(app, call_control)      # acd/http_calls.py
     return app
 
 
 async def start_acd_http(agents: AgentService, assignment: Assignment, redis: Redis, host: str, port: int, *,
-                         sessions: SessionStore, service_token: Optional[str]) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(make_acd_app(agents, assignment, redis, Authenticator(sessions, service_token=service_token)),
-                           access_log=None)
+                         sessions: SessionStore, service_token: Optional[str],
+                         call_control: Optional[CallControl] = None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_acd_app(agents, assignment, redis, Authenticator(sessions, service_token=service_token),
+                                        call_control), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -40,8 +40,8 @@ def _ts(value: Optional[float]) -> Optional[datetime]:
 INSERT_CALL = """
 INSERT INTO calls (uniqueid, linkedid, line, caller_id, arrived_at, queued_at, answered_at, ended_at,
                    wait_s, talk_s, queue, agent, outcome, abandoned_in, hangup_cause, ring_attempts,
-                   priority, skills, ivr_path, survey, talk_ended_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                   priority, skills, ivr_path, survey, talk_ended_at, agents, transfers)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT (uniqueid) DO NOTHING
 """
 INSERT_STATE = """
@@ -159,7 +159,8 @@ class OutboxWriter:
                 record.abandoned_in.value if record.abandoned_in else None, record.hangup_cause,
                 record.ring_attempts, record.priority, record.skills,
                 json.dumps(record.ivr_path) if record.ivr_path is not None else None,
-                record.survey, _ts(record.talk_ended_at))
+                record.survey, _ts(record.talk_ended_at), record.agents,
+                json.dumps(record.transfers, ensure_ascii=False) if record.transfers is not None else None)
         elif kind == "agent_state":
             await conn.execute(INSERT_STATE, row["event_id"], row["agent_id"], row["state"], row.get("reason"),
                                row.get("call_uniqueid"), _ts(row["at"]))

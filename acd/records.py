@@ -20,6 +20,7 @@ from hotline.model import AbandonedIn, CallOutcome, CallRecord
 from .agents import outbox_row
 from .callbook import CallBook
 from .router import Router
+from .transfers import talked_seconds
 from .writeback import WriteBack
 
 if TYPE_CHECKING:
@@ -63,9 +64,15 @@ def _survey(ivr_path: Any) -> Optional[str]:
     return score if score in SURVEY_SCORES.values() else None
 
 
-def call_record(call: LiveCall, ended_at: float, cause: Optional[int], ivr_path: Any) -> CallRecord:
-    """The record of a call that ended at ``ended_at`` (``cause``: Asterisk's hang-up cause)."""
+def call_record(call: LiveCall, ended_at: float, cause: Optional[int], ivr_path: Any,
+                transfers: Optional[list[dict[str, Any]]] = None) -> CallRecord:
+    """The record of a call that ended at ``ended_at`` (``cause``: Asterisk's hang-up cause). A
+    transferred call keeps this one record: the agent who answered it, every agent who talked (in
+    order), its transfers, and as talk time only the time bridged with agents."""
     outcome, where = call_outcome(call)
+    talked = [a for a in call.agents.split("+") if a] if call.answered_at is not None else []
+    if call.answered_at is not None and not talked and call.agent:
+        talked = [call.agent]
     if call.callback:
         # The call back, as ops will ask about it: how many calls it took, answered or not.
         ivr_path = dict(ivr_path) if isinstance(ivr_path, dict) else {}
@@ -75,9 +82,11 @@ def call_record(call: LiveCall, ended_at: float, cause: Optional[int], ivr_path:
         uniqueid=call.uniqueid, linkedid=call.linkedid, line=call.line, caller_id=call.caller or None,
         arrived_at=call.arrived_at, queued_at=call.queued_at, answered_at=call.answered_at,
         talk_ended_at=call.talk_ended_at, ended_at=ended_at, queue=call.queue,
-        agent=call.agent if call.answered_at else None,
+        agent=(talked[0] if talked else call.agent) if call.answered_at else None,
         outcome=outcome, abandoned_in=where, hangup_cause=cause, ring_attempts=call.ring_attempts,
-        priority=call.priority, skills=call.skills or None, ivr_path=ivr_path, survey=_survey(ivr_path))
+        priority=call.priority, skills=call.skills or None, ivr_path=ivr_path, survey=_survey(ivr_path),
+        agents=talked or None, transfers=transfers or None,
+        talked_s=talked_seconds(call.talked_s, call.bridged_at, ended_at) if transfers and talked else None)
 
 
 def handle_seconds(record: CallRecord, wrapup_s: float) -> Optional[float]:
@@ -101,9 +110,10 @@ class Records:
     async def finish(self, call: LiveCall, ended_at: float, cause: Optional[int]) -> CallRecord:
         """The call ended: its record, and the agent rung for it (if it was not answered) free again."""
         self.book.ended(call)
-        record = call_record(call, ended_at, cause, await self._ivr_path(call))
+        record = call_record(call, ended_at, cause, await self._ivr_path(call), await self._transfers(call))
         await self._write(call, record)
-        if record.outcome != CallOutcome.ANSWERED and call.agent:
+        if call.agent and (record.outcome != CallOutcome.ANSWERED or call.transferring):
+            # (a transferred caller may hang up while the next agent is rung for it)
             await self.agents.release(call.agent, call.uniqueid)
         self.routing.schedule()
         return record
@@ -114,6 +124,20 @@ class Records:
         except (OSError, RedisError) as exc:
             log.warning("call %s: IVR path unreadable: %s", call.uniqueid, exc)
             return None
+
+    async def _transfers(self, call: LiveCall) -> Optional[list[dict[str, Any]]]:
+        """The call's transfers as the transfer scripts noted them in its hash (None: none)."""
+        try:
+            raw = await self.redis.hget(Keys.call(call.uniqueid), "transfers")
+        except (OSError, RedisError) as exc:
+            log.warning("call %s: transfers unreadable: %s", call.uniqueid, exc)
+            return None
+        try:
+            entries = json.loads(raw) if raw else None
+        except ValueError:
+            log.warning("call %s: transfers unreadable: %.80r", call.uniqueid, raw)
+            return None
+        return entries if isinstance(entries, list) and entries else None
 
     async def _write(self, call: LiveCall, record: CallRecord) -> None:
         row = outbox_row("call", **record.to_json())

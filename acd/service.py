@@ -29,6 +29,7 @@ from hotline.tasks import Background, stop_task
 from .agent_service import AgentService
 from .agents import AgentDirectory
 from .assignment import Assignment
+from .call_control import CallControl
 from .callbacks import CallBacks
 from .callbook import CallBook
 from .callstore import CallStore
@@ -73,6 +74,7 @@ class ACDCore:
     peers: Peers
     events: CallEvents
     ownership: Ownership
+    control: CallControl
 
     def attach(self, ami: Any) -> None:
         """Listen to Asterisk: the call events, and recovery after every AMI login."""
@@ -92,7 +94,8 @@ class ACDCore:
 def build_core(ami: Any, redis: Redis, directory: AgentDirectory, *, inbound_contexts: Iterable[str] = ("from-trunk",),
                enterprise_numbers: Iterable[str] = ("123451",), wrapup_s: float = 5.0, default_queue: str = "general",
                connect_context: str = "hotline-connect", queues: Optional[QueueBook] = None,
-               cluster: Optional[Cluster] = None, clock: Callable[[], float] = time.time) -> ACDCore:
+               cluster: Optional[Cluster] = None, specialists: Iterable[str] = (),
+               clock: Callable[[], float] = time.time) -> ACDCore:
     node = cluster.node if cluster is not None else directory.node
     directory.node = node
     background = Background("ACD")
@@ -114,15 +117,17 @@ def build_core(ami: Any, redis: Redis, directory: AgentDirectory, *, inbound_con
     routing.on_decision = assignment.assigned
     inbound = set(inbound_contexts)
     # Where a caller's channel can be while the ACD follows it (recovery adopts these).
-    caller_contexts = inbound | {"hotline-inbound", "hotline-wait", connect_context}
+    caller_contexts = inbound | {"hotline-inbound", "hotline-wait", connect_context, "hotline-transfer-out"}
     recovery = Recovery(book, store, connector, records, agents, directory, queueing, routing, ownership, background,
                         caller_contexts=caller_contexts, clock=clock)
     peers = Peers(redis, directory, agents, book, store, router, assignment, recovery, ownership, background)
     events = CallEvents(book, store, queueing, callbacks, records, agents, FeatureCodes(agents, ownership, background),
                         connector, ownership, background, inbound_contexts=inbound,
                         enterprise_numbers=set(enterprise_numbers), clock=clock)
+    control = CallControl(redis, directory, agents, connector, queues=lambda: router.queues,
+                          default_queue=default_queue, specialists=specialists, clock=clock)
     return ACDCore(background, directory, router, book, connector, store, writeback, routing, agents, records,
-                   queueing, callbacks, assignment, recovery, peers, events, ownership)
+                   queueing, callbacks, assignment, recovery, peers, events, ownership, control)
 
 
 @dataclass
@@ -182,7 +187,8 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
     directory = AgentDirectory(stores.redis, node=node)
     await directory.load()
     core = build_core(ami, stores.redis, directory, wrapup_s=settings.wrapup_s,
-                      default_queue=settings.default_queue, queues=queues, cluster=cluster)
+                      default_queue=settings.default_queue, queues=queues, cluster=cluster,
+                      specialists=settings.transfer_specialists)
     await core.router.prepare(agent.skills for agent in directory.agents.values())
     core.attach(ami)
     peers = PeerListener(stores.redis, node, on_agent=core.peers.on_agent, on_handoff=core.peers.on_handoff,
@@ -207,7 +213,7 @@ async def run_acd(settings: Settings, stores: Stores) -> AsyncIterator[ACD]:
             stack.push_async_callback(stop_task, asyncio.create_task(loop))
         runner, port = await start_acd_http(core.agents, core.assignment, stores.redis, settings.acd_host,
                                             settings.acd_port, sessions=SessionStore(stores.pool, stores.redis),
-                                            service_token=settings.service_token)
+                                            service_token=settings.service_token, call_control=core.control)
         stack.push_async_callback(runner.cleanup)
         yield ACD(ami, core, outbox, cluster, port)
 

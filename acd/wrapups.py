@@ -31,6 +31,7 @@ class Wrapups:
         self.wrapup_s = wrapup_s
         self.clock = clock
         self.until: dict[str, float] = {}           # agent -> when the wrap-up this node times ends
+        self._woken: dict[str, asyncio.Event] = {}  # agent -> set when its wrap-up ended early
 
     def seconds_for(self, agent_id: str) -> float:
         agent = self.directory.agents.get(agent_id)
@@ -49,20 +50,32 @@ class Wrapups:
             await self.redis.hset(Keys.agent(agent_id), "wrapup_until", repr(self.until[agent_id]))
         except (RedisError, OSError):
             pass                            # only extensions asked of other nodes need it
+        woken = self._woken[agent_id] = asyncio.Event()
         try:
             while True:
                 left = self.until[agent_id] - self.clock()
                 if left > 0:
-                    await asyncio.sleep(left)
+                    try:
+                        await asyncio.wait_for(woken.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
                 current = self.directory.agents.get(agent_id)
                 if current is None or current.state != AgentState.WRAPUP or current.state_since != since:
                     return False
                 if self.until[agent_id] <= self.clock():
                     return True
         finally:
+            if self._woken.get(agent_id) is woken:
+                del self._woken[agent_id]
             current = self.directory.agents.get(agent_id)
             if agent_id in self.until and current is not None and current.state_since == since:
                 del self.until[agent_id]
+
+    def wake(self, agent_id: str) -> None:
+        """The wrap-up this node times ended early (the agent ended it): its timer stops now."""
+        woken = self._woken.get(agent_id)
+        if woken is not None:
+            woken.set()
 
     async def extend(self, agent_id: str, seconds: float) -> float:
         """The agent needs longer to finish the ticket: push the end of wrap-up back (also when

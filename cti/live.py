@@ -74,6 +74,7 @@ def agent_view(agent_id: str, data: dict[str, str]) -> dict[str, Any]:
         "state_since": _float(data.get("state_since")),
         "reason": data.get("reason") or "",
         "call": data.get("call") or "",
+        "pending_reason": data.get("pending_reason") or "",
     }
 
 

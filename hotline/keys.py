@@ -25,7 +25,8 @@ class Keys:
     @staticmethod
     def agent(agent_id: str) -> str:
         return f"hotline:agent:{agent_id}"        # HASH: name, team, skills, state, state_since, reason, call,
-        #                                           node (the ACD node following the agent's call / wrap-up)
+        #                                           node (the ACD node following the agent's call / wrap-up),
+        #                                           pending_reason (not ready after this call), wrapup_until
 
     @staticmethod
     def ready_skill(skill: str) -> str:

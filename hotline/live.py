@@ -82,6 +82,13 @@ class LiveCall:
     owner: str = ""                    # the ACD node following the call (acd/cluster.py)
     leg_id: str = ""                   # uniqueid given to the call back being placed (Originate ChannelId),
                                        # saved first: after a crash, recovery finds that leg in Asterisk
+    agent_channel: str = ""            # the agent's leg (DialBegin DestChannel): what hang-up and transfer act on
+    agents: str = ""                   # every agent who talked with the caller, in order, "+"-joined
+    talked_s: float = 0.0              # seconds bridged with agents in conversations that ended
+    bridged_at: Optional[float] = None  # the conversation going on now began (None: not bridged)
+    transferring: str = ""             # a transfer under way sends the caller to: queue, agent or external
+    # (The call hash also holds ``transfers`` and ``transfer_allowance``, written only by the
+    # transfer scripts (acd/lua/transfer*.lua), never from this copy.)
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, CallState):

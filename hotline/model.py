@@ -102,6 +102,9 @@ class CallRecord:
     skills: Optional[str] = None
     ivr_path: Optional[Any] = field(default=None)
     survey: Optional[str] = None            # satisfied / basically_satisfied / dissatisfied
+    agents: Optional[list[str]] = None      # every agent who talked with the caller, in order
+    transfers: Optional[list[dict[str, Any]]] = None    # {to, kind, mode, at, by, from} per transfer
+    talked_s: Optional[float] = None        # a transferred call: seconds bridged with agents
 
     @property
     def wait_s(self) -> Optional[float]:
@@ -114,6 +117,8 @@ class CallRecord:
     def talk_s(self) -> Optional[float]:
         if self.answered_at is None:
             return None
+        if self.talked_s is not None:
+            return self.talked_s            # (not the time ringing the next agent after a transfer)
         end = self.talk_ended_at if self.talk_ended_at is not None else self.ended_at
         return max(0.0, end - self.answered_at)
 

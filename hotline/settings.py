@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     wrapup_s: float = Field(5.0, ge=0, le=3600)
     default_queue: str = "general"
     acd_queues_file: Optional[Path] = None               # queue rules (strategy, skill expansion); None: acd/queues.yaml
+    # Policy specialists' numbers an agent may transfer a caller to (dialled on the trunk).
+    transfer_specialists: list[Annotated[str, Field(pattern=r"^[0-9]{3,20}$")]] = Field(default_factory=list)
 
     # IVR: menu files (None: the shipped ivr/menus) and the ticketing system of progress queries.
     ivr_menus_dir: Optional[Path] = None

@@ -207,6 +207,45 @@ async def hangup(pbx: "PBX", reply: Reply, message: Message) -> None:
     reply.success(("Message", "Channel Hungup"))
 
 
+@ami_action("BlindTransfer")
+async def blindtransfer(pbx: "PBX", reply: Reply, message: Message) -> None:
+    """manager.c action_blind_transfer -> ast_bridge_transfer_blind(is_external=1): whoever is
+    bridged with the transferer goes to context/exten (an async goto: it leaves the bridge and runs
+    the dialplan there); the transferer, alone in the two-party bridge, is hung up. The
+    ``BlindTransfer`` event is published whatever the result (Invalid: not bridged)."""
+    name, exten = message.get("channel"), message.get("exten")
+    if not name:
+        reply.error("No channel specified")
+        return
+    if not exten:
+        reply.error("No extension specified")
+        return
+    transferer = pbx.channels.get(name)
+    if transferer is None or not transferer.alive:
+        reply.error("Channel specified does not exist")
+        return
+    context = message.get("context") or transferer.variables.get("TRANSFER_CONTEXT") or transferer.context
+    bridge = transferer.bridge
+    others = [c for c in bridge.channels if c is not transferer] if bridge is not None else []
+    # (Only a caller whose dialplan runs can continue elsewhere; a pair of phone legs cannot here.)
+    transferees = [c for c in others if c.task is not None and c.alive]
+    result = "Success" if transferees and len(others) == 1 else "Invalid"
+    headers = [("Result", result), *transferer.snapshot("Transferer")]
+    if result == "Success" and bridge is not None:
+        transferee = transferees[0]
+        transferee.variables["BLINDTRANSFER"] = transferer.name
+        priority = pbx.dialplan.resolve_priority(context, exten, "1") or 1
+        transferee.redirect_to = (context, exten, priority)
+        transferee.interrupt.set()
+        headers += [*transferee.snapshot("Transferee"), *bridge.headers()]
+    headers += [("IsExternal", "Yes"), ("Context", context), ("Extension", exten)]
+    pbx.emit("BlindTransfer", "call,all", headers)
+    if result == "Success":
+        reply.success(("Message", "Transfer succeeded"))
+    else:
+        reply.error("Transfer invalid")
+
+
 @ami_action("MixMonitor")
 async def mixmonitor(pbx: "PBX", reply: Reply, message: Message) -> None:
     if not message.get("channel"):

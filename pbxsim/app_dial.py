@@ -99,7 +99,9 @@ async def _bridge(pbx: "PBX", channel: "Channel", peer: "Channel", call: Incomin
     await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
     first.cancel()
     second.cancel()
-    order = (channel, peer) if not channel.alive else (peer, channel)
+    # Whoever ends it leaves first: the caller hanging up, or moved on (Redirect, BlindTransfer:
+    # the transferer left alone is then hung up); else the agent's phone hanging up.
+    order = (channel, peer) if not channel.alive or channel.redirect_to is not None else (peer, channel)
     for member in order:
         pbx.bridge_leave(bridge, member)
     pbx.emit("BridgeDestroy", "call,all", bridge.headers())

@@ -72,6 +72,9 @@ class SimCaller:
     hung_up_by_caller: bool = False
     prompts_seen: int = 0
     announced_positions: list = field(default_factory=list)   # places in the queue the caller was told
+    agents: list = field(default_factory=list)   # every agent bridged with the caller, in order (transfers)
+    bridged_s: float = 0.0                       # seconds bridged with agents, conversations that ended
+    bridged_since: Optional[float] = None
     first_uniqueid: Optional[str] = None         # the call's first channel (a call back is another one)
     waiting_for_callback: bool = False
     was_called_back: bool = False
@@ -150,16 +153,28 @@ class SimCaller:
             self.ringing = True
         elif event == "DialEnd":
             self.ringing = False
+        elif event == "BridgeEnter" and self.answered_at is not None:
+            # Bridged again (transferred): another agent; the caller hangs up as planned from the first.
+            self.bridged_since = self.pbx.now()
+            if channel.peer is not None:
+                self.agents.append(channel.peer.endpoint)
         elif event == "BridgeEnter" and self.answered_at is None:
-            self.answered_at = self.pbx.now()
+            self.answered_at = self.bridged_since = self.pbx.now()
             peer = channel.peer
             self.agent = peer.endpoint if peer is not None else None
+            if self.agent:
+                self.agents.append(self.agent)
             if self.plan.agent_hangs_up and peer is not None:
                 self._later(self.plan.talk_s, self.pbx.remote_hangup, peer)
             else:
                 self._later(self.plan.talk_s, self.hang_up)
-        elif event == "BridgeLeave" and self.talk_ended_at is None:
-            self.talk_ended_at = self.pbx.now()
+        elif event == "BridgeLeave":
+            now = self.pbx.now()
+            if self.bridged_since is not None:
+                self.bridged_s += now - self.bridged_since
+                self.bridged_since = None
+            if self.talk_ended_at is None:
+                self.talk_ended_at = now
         elif event == "Hangup":
             if self.waiting_for_callback and not self.was_called_back:
                 return          # hung up to wait for the call back (or let one ring out): still waiting
@@ -221,6 +236,10 @@ class SimCaller:
             "wait_s": round(wait, 3) if wait is not None else None,
             "talk_s": round((self.talk_ended_at or self.ended_at) - self.answered_at, 3)
             if self.answered_at is not None else None,
+            # Time bridged with agents (a transferred call: every conversation, not the rings between).
+            "bridged_s": round(self.bridged_s + (self.ended_at - self.bridged_since if self.bridged_since else 0), 3)
+            if self.answered_at is not None else None,
+            "agents": list(self.agents),
             "survey": {"1": "satisfied", "2": "basically_satisfied", "3": "dissatisfied"}.get(self.survey_key or ""),
             "hung_up_by": "caller" if self.hung_up_by_caller else ("agent" if self.answered_at else "system"),
         })

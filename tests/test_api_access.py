@@ -22,7 +22,7 @@ from .auth_helpers import PASSWORD, make_user, token_for
 from .test_cti_api import record, write_records
 
 SERVICE_TOKEN = "s" * 40
-EXAMPLE_PATH = {"agent_id": "1001", "username": "nobody", "call_id": "no-such-call", "id": "1"}
+EXAMPLE_PATH = {"agent_id": "1001", "username": "nobody", "call_id": "1700000000.1", "id": "1"}
 
 
 def app_for(redis, pool):

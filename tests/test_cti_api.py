@@ -326,7 +326,7 @@ async def test_agents_tolerates_a_garbled_hash(redis, pool):
         assert resp.status == 200
         data = await resp.json()
     assert data["agents"] == [{"id": "2001", "name": "x", "team": "default", "skills": {}, "state": "unknown",
-                               "state_since": None, "reason": "", "call": ""}]
+                               "state_since": None, "reason": "", "call": "", "pending_reason": ""}]
 
 
 async def test_live_picture(redis, pool):

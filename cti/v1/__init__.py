@@ -4,6 +4,7 @@
 ============ ==============================================================
 ``auth``     sign in, refresh, sign out, who am I
 ``calls``    call records (paged, filtered) and statistics
+``calls_control`` hang up and transfer a live call (through the ACD); transfer targets
 ``agents``   agents, their states and profiles (through the ACD), decisions
 ``users``    users and the audit trail (admins)
 ``floor``    the live view, health
@@ -11,7 +12,7 @@
 ``docs``     the OpenAPI document and a page to browse it
 ============ ==============================================================
 """
-from . import agents, auth, calls, docs, floor, tickets, users  # noqa: F401  (each registers its endpoints)
+from . import agents, auth, calls, calls_control, docs, floor, tickets, users  # noqa: F401  (each registers its endpoints)
 from .base import API
 
 __all__ = ["API"]

@@ -70,12 +70,18 @@ async def change_state(request: Request) -> web.Response:
     action = {"logged_in": "login", "ready": "ready", "not_ready": "not-ready", "logged_out": "logout"}[body.state]
     if body.state == "not_ready" and body.reason is None:
         raise ApiError(400, "field 'reason': required to be not ready", field="reason")
-    payload = {"reason": body.reason} if body.reason else None
+    if body.after_call and body.state not in ("not_ready", "ready"):
+        raise ApiError(400, "field 'after_call': only with not_ready or ready", field="after_call")
+    payload: dict[str, Any] = {"reason": body.reason} if body.reason else {}
+    if body.after_call:
+        payload["after_call"] = True
     user = request.user
-    status, answer = await request.app[ACD].call("POST", f"/agents/{agent_id}/{action}", user.name, body=payload)
+    status, answer = await request.app[ACD].call("POST", f"/agents/{agent_id}/{action}", user.name,
+                                                 body=payload or None)
     if user.agent_id != agent_id:
         await request.app[AUDIT].write("agent_state", actor=user.name, target=agent_id, address=client_address(
-            request.http), detail={"from": agent["state"], "to": body.state, "reason": body.reason})
+            request.http), detail={"from": agent["state"], "to": body.state, "reason": body.reason,
+                                   **({"after_call": True} if body.after_call else {})})
     return json_answer({"stored": status != 202, **answer}, status=status)
 
 
@@ -87,6 +93,19 @@ async def extend_wrapup(request: Request) -> web.Response:
     _, answer = await request.app[ACD].call("POST", f"/agents/{agent_id}/wrapup/extend", request.user.name,
                                             body={"seconds": request.body.seconds})
     return json_answer(answer)
+
+
+@API.endpoint("POST", "/agents/{agent_id}/wrapup/end", roles=CHANGERS, tag="agents", path_model=AgentPath,
+              response=AgentChanged, statuses=(202, 404, 409, 503),
+              summary="Wrap-up over now: ready, offered the best waiting call (or not ready, if asked after the call)")
+async def end_wrapup(request: Request) -> web.Response:
+    agent_id, user = request.path.agent_id, request.user
+    agent = await _agent_for(request, agent_id, change=True)
+    status, answer = await request.app[ACD].call("POST", f"/agents/{agent_id}/wrapup/end", user.name)
+    if user.agent_id != agent_id:
+        await request.app[AUDIT].write("agent_state", actor=user.name, target=agent_id, address=client_address(
+            request.http), detail={"from": agent["state"], "to": "wrapup_end"})
+    return json_answer({"stored": status != 202, **answer}, status=status)
 
 
 @API.endpoint("PUT", "/agents/{agent_id}", roles=(Role.ADMIN,), tag="agents", path_model=AgentPath,

@@ -158,6 +158,7 @@ class AgentView(BaseModel):
     state_since: Optional[float]
     reason: str
     call: str
+    pending_reason: str = Field("", description="not ready for this reason once this call's wrap-up ends")
 
 
 class AgentsPage(BaseModel):
@@ -172,6 +173,8 @@ class AgentStateChange(Strict):
     state: Literal["logged_in", "ready", "not_ready", "logged_out"] = Field(
         description="logged_in: log in ready (or not ready with a reason)")
     reason: Optional[NotReadyReason] = None
+    after_call: bool = Field(False, description="with not_ready: once this call's wrap-up ends (not now); "
+                                                "with ready: withdraw that")
 
 
 class WrapupExtension(Strict):
@@ -204,6 +207,32 @@ class DecisionsQuery(Page):
 class Decisions(BaseModel):
     decisions: list[dict[str, Any]]
     next_cursor: Optional[str]
+
+
+# ---- call control (cti/v1/calls_control.py) -------------------------------------------------
+class CallPath(Strict):
+    call_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$", description="the live call's uniqueid")
+
+
+class TransferRequest(Strict):
+    kind: Literal["queue", "agent", "specialist", "emergency"]
+    target: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                        description="a queue, an agent's extension, a specialist's or an emergency number")
+    mode: Literal["blind"] = Field("blind", description="blind: the caller goes at once (attended: not offered yet)")
+    skills: Optional[str] = Field(None, max_length=200, description="queue only: what the caller queues with "
+                                                                     "(mandarin:1+enterprise:3); default: as now")
+
+
+class CallControlDone(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    call: str
+
+
+class TransferTargets(BaseModel):
+    queues: list[str]
+    specialists: list[str]
+    emergency: list[dict[str, str]]
+    max_transfers: int
 
 
 # ---- users and audit -----------------------------------------------------------------------
