@@ -413,12 +413,12 @@ async def test_run_ivr_refuses_to_start_with_a_broken_menu(tmp_path: Path) -> No
 async def test_a_transfer_keeps_its_group_hours_without_an_hours_node(tmp_path: Path) -> None:
     """A menu may lead straight to a transfer: the transfer's own hours still apply."""
     text = (MENUS_DIR / "enterprise.yaml").read_text(encoding="utf-8")
-    (tmp_path / "enterprise.yaml").write_text(text.replace('"1": {goto: tax-hours}', '"1": {transfer: tax}')
+    (tmp_path / "enterprise.yaml").write_text(text.replace('"1": {goto: tax-hours,', '"1": {transfer: tax,')
                                               .replace("  tax-hours:\n", "  unused-tax-hours:\n"), encoding="utf-8")
     (tmp_path / "main.yaml").write_text((MENUS_DIR / "main.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(MenuError):  # the old hours node is now unreachable: the check says so
         load_lines(tmp_path)
-    (tmp_path / "enterprise.yaml").write_text(text.replace('"1": {goto: tax-hours}', '"1": {transfer: tax}')
+    (tmp_path / "enterprise.yaml").write_text(text.replace('"1": {goto: tax-hours,', '"1": {transfer: tax,')
                                               .replace("  tax-hours:\n    type: hours\n    hours: office\n"
                                                        "    next: {transfer: tax}\n    closed: {goto: closed-menu}\n",
                                                        ""), encoding="utf-8")
