@@ -210,10 +210,6 @@ class Decisions(BaseModel):
 
 
 # ---- call control (cti/v1/calls_control.py) -------------------------------------------------
-class CallPath(Strict):
-    call_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$", description="the live call's uniqueid")
-
-
 class TransferRequest(Strict):
     kind: Literal["queue", "agent", "specialist", "emergency"]
     target: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
